@@ -1,0 +1,102 @@
+"""The ``continual`` command line: ``run`` (a stream under one or more strategies) and ``list``.
+
+Every RunConfig field is a flag of ``run`` (``--batch-size 8``, ``--chat-template/--no-chat-template``). Bad input
+ends with one ``continual: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import MISSING, fields
+
+from continual.config import RunConfig
+from continual.errors import ContinualError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="continual", description="Measure what a causal LM forgets when it is "
+                                     "fine-tuned on one task after another.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train a stream stage by stage and score every task after every stage",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if f.type == "bool":
+            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            run.add_argument(flag, type=kind, default=default, help=f.metadata["help"],
+                             metavar=f.name.upper())
+    sub.add_parser("list", help="built-in streams, strategies and model aliases")
+    return parser
+
+
+def cmd_list() -> None:
+    from continual.models import ALIASES, DEFAULT_MODEL
+    from continual.streams import STREAMS
+    from strategies import STRATEGIES
+    print("streams:")
+    for name, (build, text) in STREAMS.items():
+        stream = build(seed=0)
+        print(f"  {name:<14} {text} [{stream.scenario}]")
+        for task in stream.tasks:
+            sizes = ", ".join(f"{k} {len(v)}" for k, v in task.eval.items())
+            print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes})")
+    print("strategies:")
+    for name, (_, text) in STRATEGIES.items():
+        print(f"  {name:<14} {text}")
+    print("models:")
+    for name, text in ALIASES.items():
+        print(f"  {name:<14} {text}{'  [default]' if name == DEFAULT_MODEL else ''}")
+    print("  <folder>       a local save_pretrained folder")
+    print("  <org/name>     a Hugging Face hub id (needs the network)")
+
+
+def print_result(result) -> None:
+    s = result.summary
+    print(f"\n== {s['stream']} / {s['strategy']} / {s['model']} (seed {s['seed']}) -> {result.path}")
+    print("accuracy matrix R[after stage, task] (matrix split; row 'base' = the model before any stage):")
+    print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}"))
+    other = sorted(set(result.scores["split"]) - set(s["matrix_split"].values()))
+    for split in other:
+        print(f"\n{split} split:")
+        print(result.split_matrix(split).to_string(float_format=lambda v: f"{v:.3f}"))
+    print("\nretention probe:")
+    cols = ["after", "cloze", "retention", "perplexity", "ppl_ratio", "kl"]
+    print(result.probe[cols].to_string(index=False, formatters={"kl": "{:.2e}".format},
+                                       float_format=lambda v: f"{v:.3f}"))
+    print("\nsummary:")
+    for key in ("acc", "bwt", "fwt", "forgetting", "retention"):
+        value = s[key]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"  {key:<11}{shown:>8}   {s['conventions'][key]}")
+    print(f"  trainable parameters {s['trainable_parameters']:,} of {s['total_parameters']:,}; "
+          f"wall time {s['wall_time_s']:.0f} s; peak memory {s['peak_memory_mb']:.0f} MB ({s['peak_memory_kind']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list()
+            return 0
+        from continual.runner import run
+        options = {f.name: getattr(args, f.name) for f in fields(RunConfig)}
+        results = run(RunConfig(**options))
+        for result in results if isinstance(results, list) else [results]:
+            print_result(result)
+        return 0
+    except ContinualError as exc:
+        print(f"continual: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("continual: interrupted; re-run the same command to resume after the last finished stage",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

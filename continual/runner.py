@@ -1,0 +1,303 @@
+"""The stage loop: for each task, train it, score every task, run the retention probe, write results.
+
+    base model -> probe calibration + scores (row "base")
+    for each stage i (task i): strategy.before_stage -> train -> strategy.after_stage -> scores -> probe -> files
+    -> metrics -> summary.json
+
+Each finished stage also leaves a checkpoint (model + strategy state); re-running the same command resumes after
+the last finished stage. Stage i trains with seed (seed, i), so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers.trainer_callback import PrinterCallback
+
+from continual.config import RunConfig
+from continual.errors import ContinualError
+from continual.evaluation import evaluate_stream
+from continual.metrics import CONVENTIONS, summarise
+from continual.models import load_model, parameter_counts
+from continual.probes.general_text import general_text
+from continual.probes.retention import ProbeSettings, RetentionProbe
+from continual.results import RunDir, matrix_frame
+from continual.streams import Stream, get_stream
+from continual.training import (CompletionCollator, LossRecorder, StageTrainer, tokenize_completions,
+                                training_arguments)
+from strategies import StageContext, make_strategy
+
+
+@dataclass
+class RunResult:
+    path: Path
+    matrix: pd.DataFrame  # rows: base then stages; columns: tasks
+    scores: pd.DataFrame
+    probe: pd.DataFrame
+    losses: pd.DataFrame
+    summary: dict
+
+    def split_matrix(self, split: str) -> pd.DataFrame:
+        rows = list(self.matrix.index)
+        return matrix_frame(self.scores, split, rows, list(self.matrix.columns))
+
+
+def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunResult]:
+    """Run one strategy (a RunResult) or several comma-separated ones into OUT/<strategy>/ (a list)."""
+    config = dataclasses.replace(config or RunConfig(), **overrides)
+    names = [s.strip() for s in config.strategy.split(",")]
+    if len(names) == 1:
+        return run_one(config)
+    if len(set(names)) != len(names) or "" in names:
+        raise ContinualError(f"--strategy lists '{config.strategy}': name each strategy once, comma-separated")
+    for name in names:
+        make_strategy(name)  # every name checked before the first run starts
+    return [run_one(dataclasses.replace(config, strategy=name, out=os.path.join(config.out, name)))
+            for name in names]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ContinualError(f"device '{device}' was asked for but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def stream_for(config: RunConfig) -> Stream:
+    options = {"camp_size": config.camp_size} if config.stream == "facts" else {}
+    return get_stream(config.stream, seed=config.seed, **options)
+
+
+def format_stream(stream: Stream, tokenizer, chat: bool) -> Stream:
+    """Plain prompts by default; with ``chat`` every task prompt becomes a user turn and the answer the reply."""
+    if not chat:
+        return stream
+    if not getattr(tokenizer, "chat_template", None):
+        raise ContinualError("this model's tokenizer has no chat template; drop --chat-template")
+
+    def wrap(prompt):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    for task in stream.tasks:
+        task.train = task.train.map(lambda r: {"prompt": wrap(r["prompt"]), "completion": r["completion"].lstrip()})
+        task.eval = {k: ds.map(lambda r: {"prompt": wrap(r["prompt"]),
+                                          "candidates": [c.lstrip() for c in r["candidates"]]})
+                     for k, ds in task.eval.items()}
+    return stream
+
+
+def versions() -> dict:
+    import datasets
+    import peft
+    import transformers
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "transformers": transformers.__version__,
+            "datasets": datasets.__version__, "peft": peft.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__}
+
+
+def peak_memory_mb(device: str) -> tuple[float, str]:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
+
+
+def run_one(config: RunConfig) -> RunResult:
+    import datasets
+    datasets.disable_progress_bars()
+    started = time.time()
+    device = resolve_device(config.device)
+    config = dataclasses.replace(config, device=device)
+    strategy = make_strategy(config.strategy)
+    stream = stream_for(config)
+    run_dir = RunDir(config.out, config.identity(), config.config_hash())
+    run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
+    loaded = load_model(config.model, seed=config.seed)
+    tokenizer, model = loaded.tokenizer, loaded.model.to(device)
+    stream = format_stream(stream, tokenizer, config.chat_template)
+    tasks = stream.task_names
+
+    run_dir.open(config.fresh)
+    try:
+        summary = run_dir.read_summary()
+        if summary and summary.get("status") == "completed" and summary.get("config_hash") == run_dir.hash:
+            return load_result(run_dir.path)
+        run_dir.write_yaml("config.yaml", {
+            "config_hash": run_dir.hash, "config": dataclasses.asdict(config),
+            "resolved": {"model_source": loaded.source, "device": device, "stream": stream.name,
+                         "scenario": stream.scenario, "stream_options": stream.options,
+                         "tasks": {t.name: t.description for t in stream.tasks},
+                         "prompts": "chat template" if config.chat_template else "plain",
+                         "probe_text": config.probe_text},
+            "versions": versions()})
+
+        probe = RetentionProbe(tokenizer, general_text(config.probe_text, "probe"),
+                               settings=ProbeSettings(text_tokens=config.probe_tokens, kl_tokens=config.kl_tokens,
+                                                      batch_size=config.eval_batch_size))
+        base_probe = probe.calibrate(model)  # the base model's log-probs are kept for the KL
+        model = strategy.setup(model)
+        trainable, total = parameter_counts(model)
+
+        done = _resume_point(run_dir)
+        if done >= 0:
+            model = _load_checkpoint(run_dir, model, strategy)
+            scores, probes, losses = (run_dir.read_csv(n) for n in ("scores.csv", "probe.csv", "losses.csv"))
+            scores, probes = scores.to_dict("records"), probes.to_dict("records")
+            losses = losses.to_dict("records") if losses is not None else []
+        else:
+            scores = evaluate_stream(model, tokenizer, stream, strategy, "base", config.eval_cap,
+                                     config.eval_batch_size, config.progress)
+            probes, losses = [{"after": "base", **base_probe}], []
+        times = {}
+        for i in range(done + 1, len(stream.tasks)):
+            task = stream.tasks[i]
+            ctx = StageContext(index=i, task=task, stream=stream, tokenizer=tokenizer, device=device)
+            t0 = time.time()
+            losses += _train_stage(model, tokenizer, strategy, ctx, config)
+            t1 = time.time()
+            scores += evaluate_stream(model, tokenizer, stream, strategy, task.name, config.eval_cap,
+                                      config.eval_batch_size, config.progress)
+            with strategy.eval_model(model, i) as deployed:  # the model as deployed after stage i
+                probes.append({"after": task.name, **probe.measure(deployed)})
+            times[task.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}
+            _write_results(run_dir, stream, scores, probes, losses)
+            _save_checkpoint(run_dir, model, strategy, i)
+
+        result_summary = _summary(config, run_dir, stream, scores, probes, trainable, total, started, device, times)
+        run_dir.write_json("summary.json", result_summary)
+        if config.export:
+            _export(run_dir, model, tokenizer)
+        if not config.keep_checkpoint:
+            shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
+        return load_result(run_dir.path)
+    except Exception as exc:
+        _write_failure(run_dir, exc)
+        raise
+    finally:
+        run_dir.close()
+
+
+def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig) -> list[dict]:
+    strategy.before_stage(model, ctx)
+    data = tokenize_completions(strategy.train_dataset(ctx.task.train, ctx), tokenizer, config.max_length)
+    recorder = LossRecorder(ctx.task.name, config.strategy)
+    with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
+        args = training_arguments(config.steps, config.batch_size, config.lr, seed=config.seed * 1000 + ctx.index,
+                                  device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
+                                  max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
+        trainer = StageTrainer(model=model, args=args, train_dataset=data, strategy=strategy,
+                               data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
+        trainer.remove_callback(PrinterCallback)  # losses go to losses.csv, not stdout
+        trainer.train()
+    model.eval()
+    strategy.after_stage(model, ctx)
+    return recorder.rows
+
+
+def _write_results(run_dir: RunDir, stream: Stream, scores, probes, losses) -> None:
+    frame = pd.DataFrame(scores)
+    rows = ["base"] + [t.name for t in stream.tasks]
+    tasks = stream.task_names
+    run_dir.write_csv("scores.csv", frame)
+    run_dir.write_csv("matrix.csv", matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, rows, tasks),
+                      index=True)
+    for split in sorted({s for t in stream.tasks for s in t.eval if s != t.matrix_split}):
+        run_dir.write_csv(f"matrix_{split}.csv", matrix_frame(frame, split, rows, tasks), index=True)
+    run_dir.write_csv("probe.csv", pd.DataFrame(probes))
+    run_dir.write_csv("losses.csv", pd.DataFrame(losses))
+
+
+def _summary(config, run_dir, stream, scores, probes, trainable, total, started, device, times) -> dict:
+    frame = pd.DataFrame(scores)
+    tasks = stream.task_names
+    matrix = matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, ["base"] + tasks, tasks)
+    R, b = matrix.loc[tasks].to_numpy(), matrix.loc["base"].to_numpy()
+    final = probes[-1]
+    memory, memory_kind = peak_memory_mb(device)
+    return {
+        "status": "completed", "config_hash": run_dir.hash, "stream": stream.name, "strategy": config.strategy,
+        "model": config.model, "seed": config.seed, "tasks": tasks, **summarise(R, b),
+        "retention": final["retention"],
+        "probe": {k: final[k] for k in ("cloze", "cloze_norm", "cloze_chance", "perplexity", "ppl_ratio", "kl")},
+        "probe_base": {k: probes[0][k] for k in ("cloze", "cloze_norm", "perplexity")},
+        "base_scores": dict(zip(tasks, b.tolist())),
+        "conventions": CONVENTIONS, "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
+        "trainable_parameters": trainable, "total_parameters": total,
+        "wall_time_s": time.time() - started, "stage_times_s": times,
+        "peak_memory_mb": memory, "peak_memory_kind": memory_kind, "device": device,
+    }
+
+
+def _write_failure(run_dir: RunDir, exc: Exception) -> None:
+    """Leave earlier stages' files as they are and say in summary.json where the run stopped."""
+    if run_dir._lock is None or not (run_dir.path / "config.yaml").is_file():
+        return  # nothing of this run was written yet: write nothing
+    done = _resume_point(run_dir)
+    run_dir.write_json("summary.json", {"status": "failed", "config_hash": run_dir.hash,
+                                        "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                                        "stages_completed": done + 1})
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+def _resume_point(run_dir: RunDir) -> int:
+    """Index of the last stage whose checkpoint is complete, or -1."""
+    state = run_dir.checkpoint / "state.json"
+    if not state.is_file():
+        return -1
+    return int(json.loads(state.read_text())["stage"])
+
+
+def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
+    model.save_pretrained(staging)
+    torch.save(strategy.state_dict(), staging / "strategy.pt")
+    (staging / "state.json").write_text(json.dumps({"stage": stage}))
+    old = run_dir.path / ".checkpoint-old"
+    if run_dir.checkpoint.exists():
+        os.replace(run_dir.checkpoint, old)
+    os.replace(staging, run_dir.checkpoint)  # state.json appears with the folder, never before its weights
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(run_dir: RunDir, model, strategy):
+    from safetensors.torch import load_file
+    weights = {}
+    for f in sorted(run_dir.checkpoint.glob("*.safetensors")):
+        weights.update(load_file(f))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.endswith("lm_head.weight") for k in missing):
+        raise ContinualError(f"{run_dir.checkpoint} does not fit this model; remove it or use --fresh")
+    strategy.load_state_dict(torch.load(run_dir.checkpoint / "strategy.pt", weights_only=False))
+    return model
+
+
+def _export(run_dir: RunDir, model, tokenizer) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=run_dir.path))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    target = run_dir.path / "model"
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def load_result(path: str | os.PathLike) -> RunResult:
+    """Read a run directory back (complete or not) into DataFrames."""
+    run_dir = RunDir(path, {}, "")
+    matrix = pd.read_csv(Path(path) / "matrix.csv", index_col="after")
+    return RunResult(Path(path), matrix, run_dir.read_csv("scores.csv"), run_dir.read_csv("probe.csv"),
+                     run_dir.read_csv("losses.csv") if (Path(path) / "losses.csv").is_file() else pd.DataFrame(),
+                     run_dir.read_summary() or {})

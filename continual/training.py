@@ -1,0 +1,103 @@
+"""One stage of training: completion-only causal-LM loss with the Hugging Face Trainer, plus strategy hooks.
+
+The loss falls on the completion tokens only (the prompt's labels are -100), with the same prompt/completion token
+boundary as the scorer uses, so training and evaluation agree on what "the answer" is. ``StageTrainer`` is the one
+Trainer subclass every strategy runs on: it adds the strategy's loss terms to the LM loss and logs each term.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from continual.errors import TrainingDiverged
+from continual.scoring import split_continuation
+
+IGNORE = -100
+
+
+def tokenize_completions(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    """Add input_ids and labels (prompt masked) to a (prompt, completion) dataset; truncate to max_length."""
+    def encode(row):
+        ctx, cont = split_continuation(tokenizer, row["prompt"], row["completion"])
+        ids = (ctx + cont)[:max_length]
+        labels = ([IGNORE] * len(ctx) + cont)[:max_length]
+        return {"input_ids": ids, "labels": labels}
+    return dataset.map(encode, remove_columns=dataset.column_names, desc="tokenizing", load_from_cache_file=False)
+
+
+@dataclass
+class CompletionCollator:
+    """Right-pads input_ids (pad id), labels (-100) and builds the attention mask."""
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class StageTrainer(Trainer):
+    """A Trainer whose loss is the LM loss plus the strategy's extra terms (EWC penalty, distillation, ...)."""
+
+    def __init__(self, *args, strategy=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.strategy = strategy
+        self._terms: dict[str, float] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.strategy is not None:
+            for name, term in self.strategy.loss_terms(model, inputs, outputs).items():
+                loss = loss + term
+                self._terms[name] = float(term.detach())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs):
+        if "loss" in logs:
+            logs.update(self._terms)
+        super().log(logs, *args, **kwargs)
+
+
+class LossRecorder(TrainerCallback):
+    """Keeps every logged step's loss and stops the stage at the first non-finite loss."""
+
+    def __init__(self, stage: str, strategy: str):
+        self.stage, self.strategy = stage, strategy
+        self.rows: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        row = {"stage": self.stage, "step": state.global_step}
+        row.update({k: float(v) for k, v in logs.items() if k not in ("epoch",) and isinstance(v, (int, float))})
+        self.rows.append(row)
+        if not math.isfinite(row["loss"]):
+            raise TrainingDiverged(f"stage '{self.stage}', step {state.global_step}, strategy '{self.strategy}': "
+                                   f"the loss became {row['loss']}; lower the learning rate or check the data")
+
+
+def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device: str, scheduler: str,
+                       warmup_steps: int, max_grad_norm: float, progress: bool, output_dir: str | None = None,
+                       **extra) -> TrainingArguments:
+    on_cuda = device.startswith("cuda")
+    return TrainingArguments(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
+        max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.0,
+        lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
+        seed=seed, data_seed=seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda,
+        bf16=on_cuda and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False, **extra)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from continual.scoring import score_candidates, split_continuation
+
+
+def slow_reference(model, tokenizer, prompt, candidate):
+    """One unpadded sequence at a time, full log-softmax: the definition, written the plain way."""
+    full = tokenizer(prompt + candidate)["input_ids"]
+    head = tokenizer(prompt)["input_ids"]
+    k = next((i for i, (a, b) in enumerate(zip(full, head)) if a != b), min(len(full), len(head)))
+    with torch.no_grad():
+        logp = model(torch.tensor([full])).logits[0].double().log_softmax(-1)
+    return sum(float(logp[t - 1, full[t]]) for t in range(k, len(full))), len(full) - k
+
+
+PROMPTS = ["Harry Potter is Lord Voldemort's", "The cat sat on the", "Two plus two is", "A friend in need is a"]
+CANDIDATES = [[" friend", " enemy"], [" mat", " moon", " quick brown fox"], [" four", " five"],
+              [" friend indeed", " foe", " x"]]
+
+
+def test_batched_scores_match_one_at_a_time_reference(tiny):
+    model, tok = tiny.model, tiny.tokenizer
+    scores = score_candidates(model, tok, PROMPTS, CANDIDATES, batch_size=3)
+    for i, (prompt, cands) in enumerate(zip(PROMPTS, CANDIDATES)):
+        for c, cand in enumerate(cands):
+            ref, n = slow_reference(model, tok, prompt, cand)
+            assert scores.logprob[i][c] == pytest.approx(ref, abs=1e-5)
+            assert scores.n_tokens[i][c] == n
+
+
+def test_scores_do_not_depend_on_batch_size(tiny):
+    a = score_candidates(tiny.model, tiny.tokenizer, PROMPTS, CANDIDATES, batch_size=1)
+    b = score_candidates(tiny.model, tiny.tokenizer, PROMPTS, CANDIDATES, batch_size=64)
+    for x, y in zip(a.logprob, b.logprob):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_bpe_merge_across_the_boundary_moves_into_the_candidate(tiny):
+    tok = tiny.tokenizer
+    prompt, cand = "A good fri", "end"  # "friend" is one token of the tiny tokenizer
+    assert tok.convert_ids_to_tokens(tok(prompt + cand)["input_ids"])[-1] == "Ġfriend"
+    ctx, cont = split_continuation(tok, prompt, cand)
+    assert ctx + cont == tok(prompt + cand)["input_ids"]
+    assert ctx == tok(prompt)["input_ids"][:len(ctx)]
+    assert len(ctx) < len(tok(prompt)["input_ids"])  # the prompt's last token was merged away
+    assert tok.decode(cont) == " friend"
+    score = score_candidates(tiny.model, tok, [prompt], [[cand]]).logprob[0][0]
+    assert score == pytest.approx(slow_reference(tiny.model, tok, prompt, cand)[0], abs=1e-5)
+
+
+def test_accuracy_and_length_normalised_accuracy(tiny):
+    from continual.scoring import CandidateScores
+    s = CandidateScores([np.array([-1.0, -3.0]), np.array([-4.0, -3.0])], [np.array([1, 4]), np.array([1, 4])])
+    assert s.accuracy([0, 0]) == 0.5  # summed: example 2 prefers candidate 1
+    assert s.accuracy([0, 0], normalise=True) == 0.0  # mean: -1 vs -0.75 -> candidate 1; -4 vs -0.75 -> 1
+    assert list(s.predictions(normalise=True)) == [1, 1]
+
+
+def test_empty_continuation_is_an_error(tiny):
+    with pytest.raises(ValueError, match="adds no token"):
+        split_continuation(tiny.tokenizer, "The cat", "")
