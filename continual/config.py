@@ -29,8 +29,10 @@ class RunConfig:
                        default="smollm2-135m")
     out: str = _help("run directory (created; an existing one must hold the same run, which then resumes)",
                      default="runs/facts-naive")
+    tasks: str = _help("comma-separated task names to train, in this order (default: the stream's tasks, in its "
+                       "order)", default="")
     seed: int = _help("seed for data splits, initialisation and training order", default=0)
-    steps: int = _help("optimizer steps per stage", default=60)
+    steps: int = _help("optimizer steps per stage", default=80)
     batch_size: int = _help("training examples per optimizer step", default=8)
     lr: float = _help("peak learning rate", default=1e-4)
     scheduler: str = _help("learning-rate schedule within a stage (transformers' names: constant, linear, "

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from transformers.trainer_callback import PrinterCallback
 
 from continual.config import RunConfig
@@ -78,7 +79,16 @@ def resolve_device(device: str) -> str:
 
 def stream_for(config: RunConfig) -> Stream:
     options = {"camp_size": config.camp_size} if config.stream == "facts" else {}
-    return get_stream(config.stream, seed=config.seed, **options)
+    stream = get_stream(config.stream, seed=config.seed, **options)
+    if config.tasks:
+        names = [t.strip() for t in config.tasks.split(",")]
+        by_name = {t.name: t for t in stream.tasks}
+        unknown = [n for n in names if n not in by_name]
+        if unknown or len(set(names)) != len(names):
+            raise ContinualError(f"--tasks '{config.tasks}' must name distinct tasks of stream '{stream.name}': "
+                                 f"{', '.join(by_name)}")
+        stream.tasks = [by_name[n] for n in names]
+    return stream
 
 
 def format_stream(stream: Stream, tokenizer, chat: bool) -> Stream:
@@ -116,7 +126,9 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
 
 def run_one(config: RunConfig) -> RunResult:
     import datasets
-    datasets.disable_progress_bars()
+    import transformers
+    datasets.disable_progress_bars()  # library-internal bars (map, weight loading, shard writing) are noise here;
+    transformers.utils.logging.disable_progress_bar()  # ours are stages, training steps and evaluation
     started = time.time()
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=device)
@@ -161,8 +173,11 @@ def run_one(config: RunConfig) -> RunResult:
                                      config.eval_batch_size, config.progress)
             probes, losses = [{"after": "base", **base_probe}], []
         times = {}
-        for i in range(done + 1, len(stream.tasks)):
+        stages = tqdm(range(done + 1, len(stream.tasks)), desc="stages", initial=done + 1, total=len(stream.tasks),
+                      disable=not config.progress)
+        for i in stages:
             task = stream.tasks[i]
+            stages.set_postfix_str(task.name)
             ctx = StageContext(index=i, task=task, stream=stream, tokenizer=tokenizer, device=device)
             t0 = time.time()
             losses += _train_stage(model, tokenizer, strategy, ctx, config)

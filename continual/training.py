@@ -98,6 +98,6 @@ def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device
         max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.0,
         lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
         seed=seed, data_seed=seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda,
+        report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
         bf16=on_cuda and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
         optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False, **extra)

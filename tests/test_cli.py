@@ -1,0 +1,90 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from continual.cli import main
+
+FAST = ["--model", "tiny", "--steps", "2", "--camp-size", "2", "--probe-tokens", "100", "--kl-tokens", "20",
+        "--no-progress"]
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own type errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_list_names_streams_strategies_and_models(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for word in ("facts", "hogwarts", "middle-earth", "galaxy", "naive", "smollm2-135m", "tiny", "[default]"):
+        assert word in out
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+BAD = [
+    (["--stream", "poems"], "unknown stream 'poems'"),
+    (["--strategy", "magic"], "unknown strategy 'magic'"),
+    (["--strategy", "naive,naive"], "name each strategy once"),
+    (["--model", "./no/such/folder"], "model path './no/such/folder' does not exist"),
+    (["--model", "EleutherAI/pythia-160m"], "from the Hugging Face hub"),
+    (["--steps", "0"], "steps must be a positive number"),
+    (["--batch-size", "-3"], "batch_size must be a positive number"),
+    (["--lr", "0"], "lr must be positive"),
+    (["--kl-tokens", "5000"], "kl_tokens (5000) cannot exceed probe_tokens"),
+    (["--camp-size", "12"], "camp_size must be between 2 and 8"),
+    (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    (["--tasks", "galaxy,narnia"], "must name distinct tasks of stream 'facts'"),
+    (["--chat-template"], "no chat template"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD, ids=[m.split()[0] + "-" + str(i) for i, (_, m) in enumerate(BAD)])
+def test_bad_input_is_one_clear_line_and_writes_nothing(capsys, tmp_path, hub_offline, extra, message):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "run", *FAST, "--out", str(out), *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("continual: error: ") and message in lines[0], err
+    assert not out.exists()
+
+
+def test_argparse_type_errors_exit_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--steps", "many", "--out", str(tmp_path / "x"))
+    assert code == 2 and "invalid int value: 'many'" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_that_is_a_file_or_holds_other_results_is_refused(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    code, _, err = run_cli(capsys, "run", *FAST, "--out", str(afile))
+    assert code == 2 and "is a file" in err and afile.read_text() == "keep me"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text("{}")
+    code, _, err = run_cli(capsys, "run", *FAST, "--out", str(other))
+    assert code == 2 and "no config.yaml" in err and sorted(os.listdir(other)) == ["summary.json"]
+
+
+def test_the_installed_entry_point_runs_and_prints_the_matrix(tmp_path):
+    out = tmp_path / "cli"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-m", "continual", "run", *FAST, "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "accuracy matrix" in done.stdout and "GEM-style FWT" in done.stdout and "Chaudhry" in done.stdout
+    assert "hogwarts" in done.stdout and (out / "summary.json").is_file()
+    again = subprocess.run([sys.executable, "-m", "continual", "run", *FAST, "--seed", "5", "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "different run" in again.stderr
