@@ -15,6 +15,7 @@ Every file is written to a temporary name and renamed, so a killed run never lea
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -34,16 +35,42 @@ os.umask(_UMASK)
 RESULT_FILES = ("config.yaml", "scores.csv", "probe.csv", "losses.csv", "summary.json")
 
 
+_writes: dict[str, int] = {}
+
+
+def _fault_point(name: str, f, text: str) -> None:
+    """Test hook: CONTINUAL_FAULT_WRITE=<file name> makes the CONTINUAL_FAULT_AT-th write of that file (default 1)
+    fail half-way, as CONTINUAL_FAULT_KIND says: ``abort`` (the process dies, as under SIGKILL) or ``enospc``."""
+    if os.environ.get("CONTINUAL_FAULT_WRITE") != name:
+        return
+    _writes[name] = _writes.get(name, 0) + 1
+    if _writes[name] != int(os.environ.get("CONTINUAL_FAULT_AT", "1")):
+        return
+    f.write(text[:len(text) // 2])
+    f.flush()
+    if os.environ.get("CONTINUAL_FAULT_KIND", "abort") == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os._exit(70)
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, rename: readers see the old file or the new, never half."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            _fault_point(path.name, f, text)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
         os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ContinualError(f"disk full while writing {path}; free space and re-run the same command to "
+                                 "resume") from exc
+        raise ContinualError(f"could not write {path}: {exc.strerror or exc}; check the --out directory") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -112,6 +139,10 @@ class RunDir:
             self._lock = None
             raise ContinualError(f"another continual process is writing to {self.path}; wait for it or use "
                                  "another --out") from None
+        for name in os.listdir(self.path):  # what a killed writer left half-made (we hold the lock now)
+            if name.startswith(".") and (name.endswith(".tmp") or name.startswith((".checkpoint-", ".model-"))):
+                target = self.path / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
         if fresh:
             for name in os.listdir(self.path):
                 if name != ".lock":
@@ -131,11 +162,11 @@ class RunDir:
         write_atomic(self.path / name, json.dumps(_json_safe(data), indent=2) + "\n")
 
     def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False) -> None:
-        write_atomic(self.path / name, frame.to_csv(index=index, float_format="%.6g"))
+        write_atomic(self.path / name, frame.to_csv(index=index))  # full precision: a resume reads these back
 
     def read_csv(self, name: str) -> pd.DataFrame | None:
         path = self.path / name
-        return pd.read_csv(path) if path.is_file() else None
+        return pd.read_csv(path, float_precision="round_trip") if path.is_file() else None
 
     def read_summary(self) -> dict | None:
         path = self.path / "summary.json"

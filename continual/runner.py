@@ -165,9 +165,12 @@ def run_one(config: RunConfig) -> RunResult:
         done = _resume_point(run_dir)
         if done >= 0:
             model = _load_checkpoint(run_dir, model, strategy)
+            # rows of a stage after the checkpoint (written before a crash) are dropped: that stage runs again
+            kept = ["base"] + tasks[:done + 1]
             scores, probes, losses = (run_dir.read_csv(n) for n in ("scores.csv", "probe.csv", "losses.csv"))
-            scores, probes = scores.to_dict("records"), probes.to_dict("records")
-            losses = losses.to_dict("records") if losses is not None else []
+            scores = scores[scores["after"].isin(kept)].to_dict("records")
+            probes = probes[probes["after"].isin(kept)].to_dict("records")
+            losses = losses[losses["stage"].isin(kept)].to_dict("records") if losses is not None else []
         else:
             scores = evaluate_stream(model, tokenizer, stream, strategy, "base", config.eval_cap,
                                      config.eval_batch_size, config.progress)
@@ -198,7 +201,7 @@ def run_one(config: RunConfig) -> RunResult:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
         return load_result(run_dir.path)
     except Exception as exc:
-        _write_failure(run_dir, exc)
+        _write_failure(run_dir, exc, tasks)
         raise
     finally:
         run_dir.close()
@@ -255,14 +258,19 @@ def _summary(config, run_dir, stream, scores, probes, trainable, total, started,
     }
 
 
-def _write_failure(run_dir: RunDir, exc: Exception) -> None:
+def _write_failure(run_dir: RunDir, exc: Exception, tasks: list[str]) -> None:
     """Leave earlier stages' files as they are and say in summary.json where the run stopped."""
     if run_dir._lock is None or not (run_dir.path / "config.yaml").is_file():
         return  # nothing of this run was written yet: write nothing
     done = _resume_point(run_dir)
-    run_dir.write_json("summary.json", {"status": "failed", "config_hash": run_dir.hash,
-                                        "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                                        "stages_completed": done + 1})
+    failure = {"status": "failed", "config_hash": run_dir.hash,
+               "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+               "stages_completed": done + 1, "failed_stage": tasks[done + 1] if done + 1 < len(tasks) else None,
+               "resume": "re-run the same command to continue after the last completed stage"}
+    try:
+        run_dir.write_json("summary.json", failure)
+    except ContinualError:
+        pass  # e.g. the disk is still full: the original error is the one to report
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -312,7 +320,7 @@ def _export(run_dir: RunDir, model, tokenizer) -> None:
 def load_result(path: str | os.PathLike) -> RunResult:
     """Read a run directory back (complete or not) into DataFrames."""
     run_dir = RunDir(path, {}, "")
-    matrix = pd.read_csv(Path(path) / "matrix.csv", index_col="after")
+    matrix = pd.read_csv(Path(path) / "matrix.csv", index_col="after", float_precision="round_trip")
     return RunResult(Path(path), matrix, run_dir.read_csv("scores.csv"), run_dir.read_csv("probe.csv"),
                      run_dir.read_csv("losses.csv") if (Path(path) / "losses.csv").is_file() else pd.DataFrame(),
                      run_dir.read_summary() or {})

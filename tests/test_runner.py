@@ -97,6 +97,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_matrix(finished, tmp_path,
     pd.testing.assert_frame_equal(resumed.probe, finished.probe, check_exact=True)
     losses = pd.read_csv(out / "losses.csv")
     pd.testing.assert_series_equal(losses["loss"], finished.losses["loss"], check_exact=True)
+    for key in ("acc", "bwt", "fwt", "forgetting", "retention"):
+        assert resumed.summary[key] == finished.summary[key], key
     exported = continual.load_model(str(out / "model"))
     assert exported.source == str(out / "model") and exported.model.num_parameters() > 0
 
@@ -105,3 +107,59 @@ def test_same_seed_gives_the_same_numbers(finished, tmp_path):
     again = continual.run(out=str(tmp_path / "again"), **FAST)
     pd.testing.assert_frame_equal(again.matrix, finished.matrix, check_exact=True)
     pd.testing.assert_frame_equal(again.probe, finished.probe, check_exact=True)
+
+
+def test_sigkill_mid_stage_then_the_same_command_finishes_with_the_uninterrupted_matrix(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "continual", "run", "--model", "tiny", "--steps", "150", "--batch-size", "4",
+            "--camp-size", "3", "--probe-tokens", "200", "--kl-tokens", "50", "--lr", "1e-3", "--no-progress"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(root)}
+    reference = subprocess.run(args + ["--out", str(tmp_path / "reference")], env=env, capture_output=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint" / "state.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # first stage done, second under way
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").is_file()  # it died mid-run, before any summary
+    assert list(pd.read_csv(out / "matrix.csv", index_col="after").index) == ["base", "hogwarts"]
+
+    resumed = subprocess.run(args + ["--out", str(out)], env=env, capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("matrix.csv", "matrix_heldout.csv", "probe.csv", "losses.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(tmp_path / "reference" / name),
+                                      check_exact=True)
+
+
+def test_nan_loss_fails_the_stage_and_keeps_earlier_results(tmp_path, monkeypatch):
+    import torch
+
+    from continual.errors import TrainingDiverged
+
+    def nan_on_second_stage(self, model, inputs, outputs):
+        return {"poison": torch.tensor(float("nan"))} if self._stage == 1 else {}
+
+    def remember_stage(self, model, ctx):
+        self._stage = ctx.index
+    monkeypatch.setattr(Naive, "loss_terms", nan_on_second_stage)
+    monkeypatch.setattr(Naive, "before_stage", remember_stage)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match="stage 'middle-earth', step 1, strategy 'naive'"):
+        continual.run(out=str(out), **FAST)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failed_stage"] == "middle-earth"
+    assert summary["stages_completed"] == 1 and "loss became nan" in summary["error"]
+    assert list(pd.read_csv(out / "matrix.csv", index_col="after").index) == ["base", "hogwarts"]
