@@ -19,19 +19,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="continual", description="Measure what a causal LM forgets when it is "
                                      "fine-tuned on one task after another.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train a stream stage by stage and score every task after every stage",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = sub.add_parser("run", help="train a stream stage by stage and score every task after every stage")
+    run.add_argument("--config", metavar="FILE", help="YAML file of run options (the keys are the flags below, with "
+                     "underscores); flags given on the command line override it")
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
+        # SUPPRESS: an option not given stays unset, so a --config file's value is not overwritten by a default
         if f.type == "bool":
-            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
+            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                             help=f"{f.metadata['help']} (default: {default})")
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
-            run.add_argument(flag, type=kind, default=default, help=f.metadata["help"],
-                             metavar=f.name.upper())
+            run.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                             help=f"{f.metadata['help']} (default: {default})")
     sub.add_parser("list", help="built-in streams, strategies and model aliases")
     return parser
+
+
+def load_config_file(path: str) -> dict:
+    """Run options from YAML: a mapping whose keys are RunConfig fields."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ContinualError(f"config file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContinualError(f"config file '{path}' cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where else ""
+        raise ContinualError(f"config file '{path}' is not valid YAML{at}; fix the syntax") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ContinualError(f"config file '{path}' must be a mapping of option: value, got {type(data).__name__}")
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ContinualError(f"config file '{path}' has unknown option(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+    for f in fields(RunConfig):  # YAML 1.1 reads 1e-4 as a string; numbers are meant
+        if f.name in data and f.type in ("int", "float") and isinstance(data[f.name], str):
+            try:
+                data[f.name] = {"int": int, "float": float}[f.type](data[f.name])
+            except ValueError:
+                raise ContinualError(f"config file '{path}': {f.name} must be {f.type}, got {data[f.name]!r}") from None
+    return data
 
 
 def cmd_list() -> None:
@@ -84,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_list()
             return 0
         from continual.runner import run
-        options = {f.name: getattr(args, f.name) for f in fields(RunConfig)}
+        options = load_config_file(args.config) if args.config else {}
+        options.update({f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)})
         results = run(RunConfig(**options))
         for result in results if isinstance(results, list) else [results]:
             print_result(result)

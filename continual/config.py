@@ -80,6 +80,13 @@ class RunConfig:
             raise ContinualError(f"kl_tokens ({self.kl_tokens}) cannot exceed probe_tokens ({self.probe_tokens})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ContinualError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
+        from transformers.trainer_utils import SchedulerType
+        schedulers = [s.value for s in SchedulerType]
+        if self.scheduler not in schedulers:
+            raise ContinualError(f"unknown scheduler '{self.scheduler}'; choose one of: {', '.join(schedulers)}")
+        from continual.probes.general_text import SOURCES
+        if self.probe_text not in SOURCES:
+            raise ContinualError(f"unknown probe text '{self.probe_text}'; choose one of: {', '.join(SOURCES)}")
         if not self.out:
             raise ContinualError("out must name a run directory")
 

@@ -45,6 +45,9 @@ BAD = [
     (["--camp-size", "12"], "camp_size must be between 2 and 8"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--tasks", "galaxy,narnia"], "must name distinct tasks of stream 'facts'"),
+    (["--scheduler", "sawtooth"], "unknown scheduler 'sawtooth'"),
+    (["--probe-text", "web"], "unknown probe text 'web'"),
+    (["--config", "/no/such/file.yaml"], "config file '/no/such/file.yaml' does not exist"),
     (["--chat-template"], "no chat template"),
 ]
 
@@ -88,3 +91,29 @@ def test_the_installed_entry_point_runs_and_prints_the_matrix(tmp_path):
     again = subprocess.run([sys.executable, "-m", "continual", "run", *FAST, "--seed", "5", "--out", str(out)],
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "different run" in again.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ("warmup_steps: [1, 2]\n", "warmup_steps must be int"),
+    ("stepz: 3\n", "unknown option(s) stepz"),
+    ("- steps\n", "must be a mapping"),
+    ("steps: 3\n  lr: [\n", "is not valid YAML"),
+    ("lr: fast\n", "lr must be float, got 'fast'"),
+])
+def test_bad_config_files_are_one_clear_line(capsys, tmp_path, text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    code, _, err = run_cli(capsys, "run", *FAST, "--out", str(tmp_path / "out"), "--config", str(config))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_file_values_apply_and_flags_override_them(tmp_path, monkeypatch):
+    import continual.runner
+    seen = {}
+    monkeypatch.setattr(continual.runner, "run", lambda config: seen.setdefault("config", config) and [])
+    config = tmp_path / "run.yaml"
+    config.write_text("steps: 7\nlr: 1e-4\nseed: 3\nmodel: tiny\n")
+    assert main(["run", "--config", str(config), "--seed", "4", "--out", str(tmp_path / "o")]) == 0
+    c = seen["config"]
+    assert (c.steps, c.lr, c.seed, c.model, c.batch_size) == (7, 1e-4, 4, "tiny", 8)
