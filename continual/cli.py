@@ -26,15 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         # SUPPRESS: an option not given stays unset, so a --config file's value is not overwritten by a default
-        if f.type == "bool":
+        if f.type == "dict":  # strategy_options: --strategy-option KEY=VALUE, repeatable
+            run.add_argument("--strategy-option", dest=f.name, action="append", default=argparse.SUPPRESS,
+                             metavar="KEY=VALUE", help=f.metadata["help"])
+        elif f.type == "bool":
             run.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                              help=f"{f.metadata['help']} (default: {default})")
         else:
-            kind = {"int": int, "float": float}.get(f.type, str)
+            kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
             run.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
                              help=f"{f.metadata['help']} (default: {default})")
     sub.add_parser("list", help="built-in streams, strategies and model aliases")
     return parser
+
+
+def parse_pairs(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ContinualError(f"--strategy-option '{pair}' must read strategy.option=value, e.g. replay.ratio=0.5")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def load_config_file(path: str) -> dict:
@@ -60,18 +73,19 @@ def load_config_file(path: str) -> dict:
         raise ContinualError(f"config file '{path}' has unknown option(s) {', '.join(map(str, unknown))}; "
                              f"known: {', '.join(sorted(known))}")
     for f in fields(RunConfig):  # YAML 1.1 reads 1e-4 as a string; numbers are meant
-        if f.name in data and f.type in ("int", "float") and isinstance(data[f.name], str):
+        kind = f.type.replace(" | None", "")
+        if f.name in data and kind in ("int", "float") and isinstance(data[f.name], str):
             try:
-                data[f.name] = {"int": int, "float": float}[f.type](data[f.name])
+                data[f.name] = {"int": int, "float": float}[kind](data[f.name])
             except ValueError:
-                raise ContinualError(f"config file '{path}': {f.name} must be {f.type}, got {data[f.name]!r}") from None
+                raise ContinualError(f"config file '{path}': {f.name} must be {kind}, got {data[f.name]!r}") from None
     return data
 
 
 def cmd_list() -> None:
     from continual.models import ALIASES, DEFAULT_MODEL
     from continual.streams import STREAMS
-    from strategies import STRATEGIES
+    from strategies import STRATEGIES, SUPPORTED_COMBINATIONS
     print("streams:")
     for name, (build, text) in STREAMS.items():
         stream = build(seed=0)
@@ -79,9 +93,12 @@ def cmd_list() -> None:
         for task in stream.tasks:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in task.eval.items())
             print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes})")
-    print("strategies:")
-    for name, (_, text) in STRATEGIES.items():
+    print("strategies (combine with '+'; options: --strategy-option name.option=value):")
+    for name, (cls, text) in STRATEGIES.items():
         print(f"  {name:<14} {text}")
+        for f in fields(cls.Config):
+            print(f"      {name}.{f.name} = {f.default!r}: {f.metadata.get('help', '')}")
+    print(f"  supported combinations: {SUPPORTED_COMBINATIONS}")
     print("models:")
     for name, text in ALIASES.items():
         print(f"  {name:<14} {text}{'  [default]' if name == DEFAULT_MODEL else ''}")
@@ -105,7 +122,7 @@ def print_result(result) -> None:
     print("\nsummary:")
     for key in ("acc", "bwt", "fwt", "forgetting", "retention"):
         value = s[key]
-        shown = "n/a" if value is None else f"{value:.3f}"
+        shown = "n/a" if value is None else f"{value:.3f}"  # null: undefined (one task, or joint)
         print(f"  {key:<11}{shown:>8}   {s['conventions'][key]}")
     print(f"  trainable parameters {s['trainable_parameters']:,} of {s['total_parameters']:,}; "
           f"wall time {s['wall_time_s']:.0f} s; peak memory {s['peak_memory_mb']:.0f} MB ({s['peak_memory_kind']})")
@@ -119,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from continual.runner import run
         options = load_config_file(args.config) if args.config else {}
+        from_file = options.get("strategy_options")
         options.update({f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)})
+        if isinstance(options.get("strategy_options"), list):  # flags add to (and override) the file's options
+            merged = dict(from_file) if isinstance(from_file, dict) else {}
+            options["strategy_options"] = {**merged, **parse_pairs(options["strategy_options"])}
         results = run(RunConfig(**options))
         for result in results if isinstance(results, list) else [results]:
             print_result(result)

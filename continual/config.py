@@ -34,7 +34,11 @@ class RunConfig:
     seed: int = _help("seed for data splits, initialisation and training order", default=0)
     steps: int = _help("optimizer steps per stage", default=80)
     batch_size: int = _help("training examples per optimizer step", default=8)
-    lr: float = _help("peak learning rate", default=1e-4)
+    lr: float | None = _help("peak learning rate (default: the strategy's own, e.g. 1e-4 naive, 5e-4 LoRA)",
+                             default=None)
+    strategy_options: dict = _help("strategy options as {'strategy.option': value}, e.g. {'replay.ratio': 0.5} "
+                                   "(CLI: --strategy-option replay.ratio=0.5, repeatable; see `continual list`)",
+                                   default_factory=dict)
     scheduler: str = _help("learning-rate schedule within a stage (transformers' names: constant, linear, "
                            "cosine, ...)", default="constant")
     warmup_steps: int = _help("warm-up steps at the start of every stage", default=0)
@@ -61,12 +65,15 @@ class RunConfig:
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            kind = {"int": int, "float": float, "str": str, "bool": bool}.get(f.type)
+            if f.type == "float | None" and value is None:
+                continue
+            kind = {"int": int, "float": float, "float | None": float, "str": str, "bool": bool,
+                    "dict": dict}.get(f.type)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
                 setattr(self, f.name, value)
             if kind and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-                raise ContinualError(f"{f.name} must be {f.type}, got {value!r}")
+                raise ContinualError(f"{f.name} must be {f.type.replace(' | None', '')}, got {value!r}")
         positive = ("steps", "batch_size", "max_length", "eval_batch_size", "probe_tokens")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -74,7 +81,7 @@ class RunConfig:
         for name in ("eval_cap", "kl_tokens", "warmup_steps", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise ContinualError(f"{name} must be zero or positive, got {getattr(self, name)}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ContinualError(f"lr must be positive, got {self.lr}")
         if self.kl_tokens > self.probe_tokens:
             raise ContinualError(f"kl_tokens ({self.kl_tokens}) cannot exceed probe_tokens ({self.probe_tokens})")

@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from datasets import Dataset, concatenate_datasets
+from safetensors.torch import load_model as load_model_weights
+from safetensors.torch import save_model
 from tqdm.auto import tqdm
 from transformers.trainer_callback import PrinterCallback
 
@@ -35,9 +38,9 @@ from continual.models import load_model, parameter_counts
 from continual.probes.general_text import general_text
 from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
-from continual.streams import Stream, get_stream
-from continual.training import (CompletionCollator, LossRecorder, StageTrainer, tokenize_completions,
-                                training_arguments)
+from continual.streams import Stream, Task, get_stream
+from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
+                                tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
 
 
@@ -56,17 +59,31 @@ class RunResult:
 
 
 def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunResult]:
-    """Run one strategy (a RunResult) or several comma-separated ones into OUT/<strategy>/ (a list)."""
+    """Run one strategy (a RunResult) or several comma-separated ones into OUT/<strategy>/ (a list).
+
+    A strategy may be a '+' combination (lora+replay); ``strategy_options`` keys are 'strategy.option' and go to
+    every run whose strategy has that part.
+    """
     config = dataclasses.replace(config or RunConfig(), **overrides)
-    names = [s.strip() for s in config.strategy.split(",")]
-    if len(names) == 1:
-        return run_one(config)
-    if len(set(names)) != len(names) or "" in names:
+    specs = [s.strip() for s in config.strategy.split(",")]
+    if len(set(specs)) != len(specs) or "" in specs:
         raise ContinualError(f"--strategy lists '{config.strategy}': name each strategy once, comma-separated")
-    for name in names:
-        make_strategy(name)  # every name checked before the first run starts
-    return [run_one(dataclasses.replace(config, strategy=name, out=os.path.join(config.out, name)))
-            for name in names]
+    parts = {p.strip() for spec in specs for p in spec.split("+")}
+    stray = [k for k in config.strategy_options if k.partition(".")[0] not in parts]
+    if stray:
+        raise ContinualError(f"strategy option(s) {', '.join(stray)} name no strategy of '{config.strategy}'; write "
+                             "<strategy>.<option>=<value>, e.g. replay.ratio=0.5")
+
+    def options_for(spec):
+        mine = set(spec.split("+"))
+        return {k: v for k, v in config.strategy_options.items() if k.partition(".")[0] in mine}
+    configs = [dataclasses.replace(config, strategy=spec, strategy_options=options_for(spec),
+                                   out=config.out if len(specs) == 1 else os.path.join(config.out, spec))
+               for spec in specs]
+    for c in configs:
+        make_strategy(c.strategy, c.strategy_options)  # every strategy checked before the first run starts
+    results = [run_one(c) for c in configs]
+    return results[0] if len(specs) == 1 else results
 
 
 def resolve_device(device: str) -> str:
@@ -131,15 +148,14 @@ def run_one(config: RunConfig) -> RunResult:
     transformers.utils.logging.disable_progress_bar()  # ours are stages, training steps and evaluation
     started = time.time()
     device = resolve_device(config.device)
-    config = dataclasses.replace(config, device=device)
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.strategy, config.strategy_options)
+    config = dataclasses.replace(config, device=device, lr=config.lr if config.lr is not None else strategy.default_lr)
     stream = stream_for(config)
     run_dir = RunDir(config.out, config.identity(), config.config_hash())
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
     tokenizer, model = loaded.tokenizer, loaded.model.to(device)
     stream = format_stream(stream, tokenizer, config.chat_template)
-    tasks = stream.task_names
 
     run_dir.open(config.fresh)
     try:
@@ -152,7 +168,8 @@ def run_one(config: RunConfig) -> RunResult:
                          "scenario": stream.scenario, "stream_options": stream.options,
                          "tasks": {t.name: t.description for t in stream.tasks},
                          "prompts": "chat template" if config.chat_template else "plain",
-                         "probe_text": config.probe_text},
+                         "probe_text": config.probe_text, "probe_model": strategy.probe_model_note(),
+                         "strategy": strategy.describe()},
             "versions": versions()})
 
         probe = RetentionProbe(tokenizer, general_text(config.probe_text, "probe"),
@@ -162,11 +179,13 @@ def run_one(config: RunConfig) -> RunResult:
         model = strategy.setup(model)
         trainable, total = parameter_counts(model)
 
+        stages = stage_plan(stream, strategy, config)
+        names = [st.name for st in stages]
         done = _resume_point(run_dir)
         if done >= 0:
             model = _load_checkpoint(run_dir, model, strategy)
             # rows of a stage after the checkpoint (written before a crash) are dropped: that stage runs again
-            kept = ["base"] + tasks[:done + 1]
+            kept = ["base"] + names[:done + 1]
             scores, probes, losses = (run_dir.read_csv(n) for n in ("scores.csv", "probe.csv", "losses.csv"))
             scores = scores[scores["after"].isin(kept)].to_dict("records")
             probes = probes[probes["after"].isin(kept)].to_dict("records")
@@ -176,24 +195,26 @@ def run_one(config: RunConfig) -> RunResult:
                                      config.eval_batch_size, config.progress)
             probes, losses = [{"after": "base", **base_probe}], []
         times = {}
-        stages = tqdm(range(done + 1, len(stream.tasks)), desc="stages", initial=done + 1, total=len(stream.tasks),
-                      disable=not config.progress)
-        for i in stages:
-            task = stream.tasks[i]
-            stages.set_postfix_str(task.name)
-            ctx = StageContext(index=i, task=task, stream=stream, tokenizer=tokenizer, device=device)
+        bar = tqdm(range(done + 1, len(stages)), desc="stages", initial=done + 1, total=len(stages),
+                   disable=not config.progress)
+        for i in bar:
+            stage = stages[i]
+            bar.set_postfix_str(stage.name)
+            ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer, device=device,
+                               seed=config.seed, batch_size=config.batch_size, general_source=config.probe_text)
             t0 = time.time()
-            losses += _train_stage(model, tokenizer, strategy, ctx, config)
+            losses += _train_stage(model, tokenizer, strategy, ctx, config, stage.steps)
             t1 = time.time()
-            scores += evaluate_stream(model, tokenizer, stream, strategy, task.name, config.eval_cap,
+            scores += evaluate_stream(model, tokenizer, stream, strategy, stage.name, config.eval_cap,
                                       config.eval_batch_size, config.progress)
             with strategy.eval_model(model, i) as deployed:  # the model as deployed after stage i
-                probes.append({"after": task.name, **probe.measure(deployed)})
-            times[task.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}
-            _write_results(run_dir, stream, scores, probes, losses)
+                probes.append({"after": stage.name, **probe.measure(deployed)})
+            times[stage.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}
+            _write_results(run_dir, stream, names, scores, probes, losses)
             _save_checkpoint(run_dir, model, strategy, i)
 
-        result_summary = _summary(config, run_dir, stream, scores, probes, trainable, total, started, device, times)
+        result_summary = _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device,
+                                  times)
         run_dir.write_json("summary.json", result_summary)
         if config.export:
             _export(run_dir, model, tokenizer)
@@ -201,22 +222,58 @@ def run_one(config: RunConfig) -> RunResult:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
         return load_result(run_dir.path)
     except Exception as exc:
-        _write_failure(run_dir, exc, tasks)
+        _write_failure(run_dir, exc, [st.name for st in stage_plan(stream, strategy, config)])
         raise
     finally:
         run_dir.close()
 
 
-def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig) -> list[dict]:
+@dataclass
+class Stage:
+    name: str  # the row name in matrix.csv
+    task: Task  # what is trained: a task of the stream, or all of them pooled (joint)
+    steps: int
+
+
+def stage_plan(stream: Stream, strategy, config: RunConfig) -> list[Stage]:
+    if getattr(strategy, "joint", False):  # one stage on every task at once, as many steps as all stages
+        pooled = Task(name="joint", train=concatenate_datasets([t.train for t in stream.tasks]),
+                      eval=stream.tasks[0].eval, matrix_split=stream.tasks[0].matrix_split,
+                      description="all tasks of the stream")
+        return [Stage("joint", pooled, config.steps * len(stream.tasks))]
+    return [Stage(t.name, t, config.steps) for t in stream.tasks]
+
+
+def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int) -> list[dict]:
     strategy.before_stage(model, ctx)
-    data = tokenize_completions(strategy.train_dataset(ctx.task.train, ctx), tokenizer, config.max_length)
+    seed = config.seed * 1000 + ctx.index
+    examples = ctx.task.train.to_list()
+    batches = [[examples[i] for i in b] for b in plan_batches(len(examples), steps, config.batch_size, seed)]
+    batches = strategy.mix_batches(batches, ctx)
+    dpo = strategy.trainer == "dpo"
+    columns = ("prompt", "completion", "rejected") if dpo else ("prompt", "completion")
+    if dpo and "rejected" not in examples[0]:
+        raise ContinualError(f"task '{ctx.task.name}' has no rejected answers, which DPO needs; use another strategy")
+    flat = Dataset.from_list([{c: e[c] for c in columns} for batch in batches for e in batch])
     recorder = LossRecorder(ctx.task.name, config.strategy)
     with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
-        args = training_arguments(config.steps, config.batch_size, config.lr, seed=config.seed * 1000 + ctx.index,
-                                  device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
-                                  max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
-        trainer = StageTrainer(model=model, args=args, train_dataset=data, strategy=strategy,
-                               data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
+        common = dict(seed=seed, device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
+                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
+        if dpo:
+            from trl import DPOConfig
+            options = next((p for p in getattr(strategy, "parts", [strategy]) if p.trainer == "dpo")).config
+            args = training_arguments(steps, config.batch_size, config.lr, args_class=DPOConfig, **common,
+                                      beta=options.beta, loss_type=[options.loss_type], max_length=config.max_length,
+                                      **{_checkpointing_flag(DPOConfig): False})
+            data = flat.rename_column("completion", "chosen")
+            trainer = dpo_trainer_class()(model=model, ref_model=strategy.reference_model(model), args=args,
+                                          train_dataset=data, processing_class=tokenizer, strategy=strategy,
+                                          callbacks=[recorder])
+        else:
+            args = training_arguments(steps, config.batch_size, config.lr, **common)
+            trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
+                flat, tokenizer, config.max_length), strategy=strategy,
+                data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
         trainer.remove_callback(PrinterCallback)  # losses go to losses.csv, not stdout
         trainer.train()
     model.eval()
@@ -224,9 +281,15 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
     return recorder.rows
 
 
-def _write_results(run_dir: RunDir, stream: Stream, scores, probes, losses) -> None:
+def _checkpointing_flag(args_class) -> str:
+    """trl configs switch activation (gradient) checkpointing on by default; its flag was renamed in transformers 5."""
+    names = getattr(args_class, "__dataclass_fields__", {})
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def _write_results(run_dir: RunDir, stream: Stream, names: list[str], scores, probes, losses) -> None:
     frame = pd.DataFrame(scores)
-    rows = ["base"] + [t.name for t in stream.tasks]
+    rows = ["base"] + names
     tasks = stream.task_names
     run_dir.write_csv("scores.csv", frame)
     run_dir.write_csv("matrix.csv", matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, rows, tasks),
@@ -237,16 +300,20 @@ def _write_results(run_dir: RunDir, stream: Stream, scores, probes, losses) -> N
     run_dir.write_csv("losses.csv", pd.DataFrame(losses))
 
 
-def _summary(config, run_dir, stream, scores, probes, trainable, total, started, device, times) -> dict:
+def _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device, times) -> dict:
     frame = pd.DataFrame(scores)
     tasks = stream.task_names
-    matrix = matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, ["base"] + tasks, tasks)
-    R, b = matrix.loc[tasks].to_numpy(), matrix.loc["base"].to_numpy()
+    matrix = matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, ["base"] + names, tasks)
+    R, b = matrix.loc[names].to_numpy(), matrix.loc["base"].to_numpy()
+    if names == tasks:
+        metrics = summarise(R, b)
+    else:  # joint: one row after one stage; transfer and forgetting do not apply
+        metrics = {"acc": float(R[-1].mean()), "bwt": None, "fwt": None, "forgetting": None}
     final = probes[-1]
     memory, memory_kind = peak_memory_mb(device)
     return {
         "status": "completed", "config_hash": run_dir.hash, "stream": stream.name, "strategy": config.strategy,
-        "model": config.model, "seed": config.seed, "tasks": tasks, **summarise(R, b),
+        "model": config.model, "seed": config.seed, "lr": config.lr, "tasks": tasks, "stages": names, **metrics,
         "retention": final["retention"],
         "probe": {k: final[k] for k in ("cloze", "cloze_norm", "cloze_chance", "perplexity", "ppl_ratio", "kl")},
         "probe_base": {k: probes[0][k] for k in ("cloze", "cloze_norm", "perplexity")},
@@ -284,8 +351,9 @@ def _resume_point(run_dir: RunDir) -> int:
 
 
 def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
+    """Every tensor of the model (adapters included) and the strategy state, swapped in atomically."""
     staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
-    model.save_pretrained(staging)
+    save_model(model, str(staging / "model.safetensors"))
     torch.save(strategy.state_dict(), staging / "strategy.pt")
     (staging / "state.json").write_text(json.dumps({"stage": stage}))
     old = run_dir.path / ".checkpoint-old"
@@ -296,14 +364,15 @@ def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
 
 
 def _load_checkpoint(run_dir: RunDir, model, strategy):
-    from safetensors.torch import load_file
-    weights = {}
-    for f in sorted(run_dir.checkpoint.glob("*.safetensors")):
-        weights.update(load_file(f))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(not k.endswith("lm_head.weight") for k in missing):
-        raise ContinualError(f"{run_dir.checkpoint} does not fit this model; remove it or use --fresh")
-    strategy.load_state_dict(torch.load(run_dir.checkpoint / "strategy.pt", weights_only=False))
+    # the strategy first: it recreates what the weights need (per-task adapters)
+    strategy.load_state_dict(torch.load(run_dir.checkpoint / "strategy.pt", weights_only=False), model)
+    try:
+        missing, unexpected = load_model_weights(model, str(run_dir.checkpoint / "model.safetensors"), strict=False)
+    except Exception as exc:
+        raise ContinualError(f"{run_dir.checkpoint} does not fit this model ({type(exc).__name__}); "
+                             "use --fresh") from None
+    if missing or unexpected:
+        raise ContinualError(f"{run_dir.checkpoint} does not fit this model; use --fresh")
     return model
 
 

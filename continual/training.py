@@ -1,18 +1,20 @@
 """One stage of training: completion-only causal-LM loss with the Hugging Face Trainer, plus strategy hooks.
 
 The loss falls on the completion tokens only (the prompt's labels are -100), with the same prompt/completion token
-boundary as the scorer uses, so training and evaluation agree on what "the answer" is. ``StageTrainer`` is the one
-Trainer subclass every strategy runs on: it adds the strategy's loss terms to the LM loss and logs each term.
+boundary as the scorer uses, so training and evaluation agree on what "the answer" is. ``StageTrainer`` (and the DPO
+trainer, for DPO stages) adds the strategy's loss terms to the training loss and logs each term.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import tempfile
 from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from continual.errors import TrainingDiverged
@@ -49,8 +51,26 @@ class CompletionCollator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-class StageTrainer(Trainer):
-    """A Trainer whose loss is the LM loss plus the strategy's extra terms (EWC penalty, distillation, ...)."""
+def plan_batches(n_examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Example indices for each of ``steps`` batches: shuffled epochs, one after another, cut into batches.
+
+    The runner fixes the order itself (the trainers read the data sequentially) so that a strategy can rewrite
+    batches (replay) and a resumed stage sees exactly the data an uninterrupted one would.
+    """
+    rng = random.Random(f"batches:{seed}")
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        epoch = list(range(n_examples))
+        rng.shuffle(epoch)
+        order += epoch
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+class StrategyHooks:
+    """Mixin for a Trainer: the loss is the trainer's own plus the strategy's extra terms (EWC penalty,
+    distillation, ...), each term is logged, and the data is read in the planned order."""
+
+    pass_outputs = True  # give the strategy the model outputs of the batch (the SFT trainer's are the LM's)
 
     def __init__(self, *args, strategy=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -58,7 +78,9 @@ class StageTrainer(Trainer):
         self._terms: dict[str, float] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        want = return_outputs or self.pass_outputs
+        result = super().compute_loss(model, inputs, return_outputs=want, num_items_in_batch=num_items_in_batch)
+        loss, outputs = result if want else (result, None)
         if self.strategy is not None:
             for name, term in self.strategy.loss_terms(model, inputs, outputs).items():
                 loss = loss + term
@@ -69,6 +91,23 @@ class StageTrainer(Trainer):
         if "loss" in logs:
             logs.update(self._terms)
         super().log(logs, *args, **kwargs)
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return SequentialSampler(self.train_dataset)
+
+
+class StageTrainer(StrategyHooks, Trainer):
+    """The HF Trainer with strategy hooks: completion-only causal-LM loss."""
+
+
+def dpo_trainer_class():
+    from trl import DPOTrainer
+
+    class StageDPOTrainer(StrategyHooks, DPOTrainer):
+        """trl's DPOTrainer with the same strategy hooks (parameter-space terms such as EWC apply)."""
+        pass_outputs = False
+
+    return StageDPOTrainer
 
 
 class LossRecorder(TrainerCallback):
@@ -91,9 +130,9 @@ class LossRecorder(TrainerCallback):
 
 def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device: str, scheduler: str,
                        warmup_steps: int, max_grad_norm: float, progress: bool, output_dir: str | None = None,
-                       **extra) -> TrainingArguments:
+                       args_class=TrainingArguments, **extra) -> TrainingArguments:
     on_cuda = device.startswith("cuda")
-    return TrainingArguments(
+    return args_class(
         output_dir=output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
         max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.0,
         lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,

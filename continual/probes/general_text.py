@@ -65,3 +65,26 @@ def _wikitext(split: str, repo: str) -> list[str]:
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
                              "use the offline general text (--probe-text offline)") from exc
     return [line for line in data["text"] if line.strip()]
+
+
+def general_examples(source: str, n: int, seed: int = 0, hub_path: str | None = None):
+    """``n`` (prompt, completion) pairs from the ``train`` split: a sentence's first three words prompt the rest.
+
+    For strategies that replay, distil or anchor on general text; never drawn from the probe's split.
+    """
+    import random
+
+    from datasets import Dataset
+
+    text = general_text(source, "train", hub_path)
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
+    sentences = [s for s in sentences if 8 <= len(s.split()) <= 40]
+    if not sentences:
+        raise ContinualError(f"the {source} general text has no usable sentences")
+    picked = random.Random(f"general:{seed}").sample(sentences, min(n, len(sentences)))
+    prompts, completions = [], []
+    for s in picked:
+        words = s.split()
+        prompts.append(" ".join(words[:3]))
+        completions.append(" " + " ".join(words[3:]))
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})

@@ -104,6 +104,7 @@ def world_task(key: str, seed: int, camp_size: int, heldout_fraction: float) -> 
     train = Dataset.from_dict({
         "prompt": [fact_prompt(a, b) for a, b, _ in train_pairs],
         "completion": [f" {rel}." for _, _, rel in train_pairs],
+        "rejected": [f" {RELATIONS[1 - RELATIONS.index(rel)]}." for _, _, rel in train_pairs],  # for DPO
     })
     return Task(name=key, train=train,
                 eval={"train": eval_split(train_pairs), "reversed": eval_split(reversed_pairs),

@@ -1,0 +1,101 @@
+"""Distillation (LwF-style, Li & Hoiem 2016, at the token level): stay close to a frozen teacher while learning.
+
+Every step adds ``weight * KL(teacher || student)``, the mean over the batch's non-padding positions of the
+per-token KL between the teacher's and the student's next-token distributions at temperature ``temperature``
+(times temperature^2, Hinton et al. 2015). The teacher is
+
+  previous  the model as it was before the stage (a frozen copy; for a LoRA model the copy carries the adapter)
+  original  the model before any stage: protects the original capability rather than earlier tasks
+
+With ``general_batch`` > 0 each step also draws that many general-English passages (the strategies' split, never
+the probe's) and adds their KL, so the teacher's behaviour on ordinary text is kept too.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from continual.errors import ContinualError
+from continual.training import CompletionCollator, tokenize_completions
+from strategies.base import Strategy
+
+
+@dataclass
+class DistillOptions:
+    weight: float = field(default=1.0, metadata={"help": "weight of the KL term"})
+    temperature: float = field(default=1.0, metadata={"help": "softmax temperature of teacher and student"})
+    teacher: str = field(default="previous", metadata={"help": "previous (model before the stage) or original"})
+    general_batch: int = field(default=0, metadata={"help": "general-text passages per step for the KL (0 = none)"})
+
+    def __post_init__(self):
+        if self.teacher not in ("previous", "original"):
+            raise ContinualError(f"distill teacher must be previous or original, got '{self.teacher}'")
+        if self.temperature <= 0 or self.weight < 0 or self.general_batch < 0:
+            raise ContinualError("distill temperature must be positive, weight and general_batch non-negative")
+
+
+def token_kl(teacher_logits, student_logits, mask, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over masked positions of KL(teacher || student), scaled by temperature^2."""
+    t = (teacher_logits.float() / temperature).log_softmax(-1)
+    s = (student_logits.float() / temperature).log_softmax(-1)
+    per_token = (t.exp() * (t - s)).sum(-1)
+    mask = mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature ** 2
+
+
+def frozen_copy(model):
+    teacher = copy.deepcopy(model)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class Distill(Strategy):
+    name = "distill"
+    Config = DistillOptions
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.teacher = None
+        self.general = None
+        self.rng = None
+
+    def setup(self, model):
+        if self.config.teacher == "original":
+            self.teacher = frozen_copy(model)
+        return model
+
+    def before_stage(self, model, ctx):
+        if self.config.teacher == "previous":
+            self.teacher = None
+            self.teacher = frozen_copy(model)
+        self.teacher.to(next(model.parameters()).device)
+        if self.config.general_batch and self.general is None:
+            from continual.probes.general_text import general_examples
+            data = general_examples(ctx.general_source, 500, seed=ctx.seed)
+            self.general = tokenize_completions(data, ctx.tokenizer, 64)
+            self.collate = CompletionCollator(ctx.tokenizer.pad_token_id)
+        self.rng = random.Random(f"distill:{ctx.seed}:{ctx.index}")
+
+    def loss_terms(self, model, inputs, outputs):
+        if self.teacher is None or "input_ids" not in inputs:
+            return {}
+        mask = inputs["attention_mask"]
+        with torch.no_grad():
+            teacher_logits = self.teacher(input_ids=inputs["input_ids"], attention_mask=mask).logits
+        terms = {"distill_kl": self.config.weight * token_kl(teacher_logits, outputs.logits, mask,
+                                                             self.config.temperature)}
+        if self.general is not None:
+            rows = [self.general[self.rng.randrange(len(self.general))] for _ in range(self.config.general_batch)]
+            batch = {k: v.to(mask.device) for k, v in self.collate(rows).items() if k != "labels"}
+            with torch.no_grad():
+                t = self.teacher(**batch).logits
+            s = model(**batch).logits
+            terms["distill_general_kl"] = self.config.weight * token_kl(t, s, batch["attention_mask"],
+                                                                        self.config.temperature)
+        return terms

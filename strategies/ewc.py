@@ -1,0 +1,114 @@
+"""Online EWC (Kirkpatrick et al. 2017; online form of Schwarz et al. 2018) for causal LMs with dict batches.
+
+After each stage, the diagonal empirical Fisher of the task is estimated from the task's training data: the squared
+gradient of the answer-token loss, one example at a time by default (``fisher_batch_size`` > 1 squares micro-batch
+gradients instead: cheaper, and a smaller estimate). It is folded into a running Fisher, F <- gamma * F + F_task,
+and the weights are kept as the anchor. Every later step adds
+
+    (lambda / 2) * sum_i F_i (theta_i - anchor_i)^2
+
+over the trainable parameters. With ``general`` the original model's Fisher on general English text (the
+strategies' split, disjoint from the probe's) anchors the original weights too, weighted by ``general_lambda``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from continual.training import CompletionCollator, tokenize_completions
+from strategies.base import Strategy, trainable_parameters
+
+
+@dataclass
+class EWCOptions:
+    lam: float = field(default=1e4, metadata={"help": "penalty weight lambda"})
+    gamma: float = field(default=1.0, metadata={"help": "decay of the running Fisher at each new stage (online EWC)"})
+    fisher_batch_size: int = field(default=1, metadata={
+        "help": "examples per squared gradient: 1 = per-example empirical Fisher"})
+    fisher_samples: int = field(default=0, metadata={"help": "examples used for the Fisher (0 = all)"})
+    general: bool = field(default=False, metadata={
+        "help": "also anchor the original weights with a Fisher on general text"})
+    general_lambda: float = field(default=1e4, metadata={"help": "penalty weight for the general-text anchor"})
+    general_samples: int = field(default=64, metadata={"help": "general-text passages for that Fisher"})
+
+
+def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: int = 64,
+                    samples: int = 0) -> dict[str, torch.Tensor]:
+    """Mean over (micro-)batches of the squared gradient of the mean answer-token loss, per trainable parameter."""
+    params = trainable_parameters(model)
+    if samples:
+        dataset = dataset.select(range(min(samples, len(dataset))))
+    encoded = tokenize_completions(dataset, tokenizer, max_length)
+    collate = CompletionCollator(tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    was_training = model.training
+    model.eval()  # no dropout: the Fisher of the model as it is
+    batches = 0
+    try:
+        for start in range(0, len(encoded), batch_size):
+            batch = collate([encoded[i] for i in range(start, min(start + batch_size, len(encoded)))])
+            model.zero_grad(set_to_none=True)
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss.backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    fisher[n] += p.grad.detach().float() ** 2
+            batches += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return {n: f / max(batches, 1) for n, f in fisher.items()}
+
+
+class EWC(Strategy):
+    name = "ewc"
+    Config = EWCOptions
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+        self.general_fisher: dict[str, torch.Tensor] = {}
+        self.general_anchor: dict[str, torch.Tensor] = {}
+
+    def before_stage(self, model, ctx):
+        if self.config.general and not self.general_fisher and ctx.index == 0:
+            from continual.probes.general_text import general_examples
+            data = general_examples(ctx.general_source, self.config.general_samples, seed=ctx.seed)
+            self.general_fisher = diagonal_fisher(model, data, ctx.tokenizer, self.config.fisher_batch_size)
+            self.general_anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+
+    def after_stage(self, model, ctx):
+        task_fisher = diagonal_fisher(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
+                                      samples=self.config.fisher_samples)
+        for n, f in task_fisher.items():
+            self.fisher[n] = self.config.gamma * self.fisher[n] + f if n in self.fisher else f
+        self.anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+
+    def penalty(self, model, fisher, anchor) -> torch.Tensor:
+        total = None
+        for n, p in model.named_parameters():
+            if n in fisher and p.requires_grad:
+                term = (fisher[n] * (p - anchor[n]) ** 2).sum()
+                total = term if total is None else total + term
+        return total if total is not None else torch.zeros(())
+
+    def loss_terms(self, model, inputs, outputs):
+        terms = {}
+        if self.fisher:
+            terms["ewc_penalty"] = self.config.lam / 2 * self.penalty(model, self.fisher, self.anchor)
+        if self.general_fisher:
+            terms["ewc_general_penalty"] = self.config.general_lambda / 2 * self.penalty(
+                model, self.general_fisher, self.general_anchor)
+        return terms
+
+    def state_dict(self):
+        return {"fisher": self.fisher, "anchor": self.anchor, "general_fisher": self.general_fisher,
+                "general_anchor": self.general_anchor}
+
+    def load_state_dict(self, state, model):
+        for key, value in state.items():
+            setattr(self, key, value)
