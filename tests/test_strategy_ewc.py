@@ -1,0 +1,68 @@
+import pytest
+import torch
+from datasets import Dataset
+
+from continual.scoring import split_continuation
+from strategies.ewc import EWC, EWCOptions, diagonal_fisher
+from tests.conftest import StageRunner
+
+DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is Luke Skywalker's", "Gimli is Sauron's"],
+                          "completion": [" enemy.", " friend.", " enemy."]})
+
+
+def test_fisher_equals_the_mean_squared_per_example_gradient(tiny):
+    model, tok = tiny.model, tiny.tokenizer
+    fisher = diagonal_fisher(model, DATA, tok, batch_size=1)
+    params = dict(model.named_parameters())
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for prompt, completion in zip(DATA["prompt"], DATA["completion"]):
+        ctx, cont = split_continuation(tok, prompt, completion)
+        logp = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+        loss = -torch.stack([logp[len(ctx) + i - 1, t] for i, t in enumerate(cont)]).mean()
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (n, _), g in zip(params.items(), grads):
+            if g is not None:
+                expected[n] += g ** 2 / len(DATA)
+    assert set(fisher) == set(params)
+    for n in params:
+        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-10)
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+
+
+def test_penalty_is_zero_at_the_anchor_and_grows_with_distance(tiny):
+    from continual.models import load_model
+    model = load_model("tiny", seed=0).model
+    ewc = EWC(EWCOptions(lam=2.0))
+    ewc.fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    ewc.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert float(ewc.loss_terms(model, {}, None)["ewc_penalty"]) == 0.0
+    values = []
+    name, param = next(iter(model.named_parameters()))
+    for delta in (1e-3, 1e-2, 1e-1):
+        with torch.no_grad():
+            param.copy_(ewc.anchor[name] + delta)
+        values.append(float(ewc.loss_terms(model, {}, None)["ewc_penalty"]))
+        expected = 2.0 / 2 * float((ewc.fisher[name] * delta ** 2).sum())
+        assert values[-1] == pytest.approx(expected, rel=1e-4)
+    assert values[0] < values[1] < values[2]
+
+
+def test_online_fisher_decays_and_the_penalty_pulls_training_towards_the_anchor():
+    runner = StageRunner(EWC(EWCOptions(lam=1.0, gamma=0.5, fisher_samples=4)), steps=3)
+    runner.stage(0)
+    first = {n: f.clone() for n, f in runner.strategy.fisher.items()}
+    anchor0 = {n: a.clone() for n, a in runner.strategy.anchor.items()}
+    runner.stage(1)
+    task1 = diagonal_fisher(runner.model, runner.stream.tasks[1].train, runner.tokenizer, samples=4)
+    for n in first:
+        torch.testing.assert_close(runner.strategy.fisher[n], 0.5 * first[n] + task1[n], rtol=1e-4, atol=1e-12)
+    assert any(not torch.equal(anchor0[n], a) for n, a in runner.strategy.anchor.items())  # re-anchored
+
+    def drift(lam):
+        r = StageRunner(EWC(EWCOptions(lam=lam, fisher_samples=4)), steps=3)
+        r.stage(0)
+        start = {n: a.clone() for n, a in r.strategy.anchor.items()}
+        r.stage(1)
+        return sum(float((r.strategy.fisher[n] * (dict(r.model.named_parameters())[n] - start[n]) ** 2).sum())
+                   for n in start)
+    assert drift(1e6) < drift(0.0)
