@@ -15,6 +15,8 @@ With one task, BWT, FWT and forgetting are undefined and return NaN.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CONVENTIONS = {
@@ -24,7 +26,8 @@ CONVENTIONS = {
            "(GEM uses a random-init model)",
     "forgetting": "Chaudhry et al. 2018: mean over j<T of max over stages l<T of R[l,j] - R[T,j] "
                   "(base row excluded)",
-    "retention": "(cloze_final - chance) / (cloze_base - chance) on the knowledge cloze probe; 1 = nothing lost",
+    "retention": "(cloze_final - chance) / (cloze_base - chance) on the knowledge cloze probe; 1 = nothing lost; "
+                 "null when the base model is not 2 standard errors above chance",
 }
 
 
@@ -66,10 +69,16 @@ def forgetting(R) -> float:
     return float(np.mean([R[:T - 1, j].max() - R[T - 1, j] for j in range(T - 1)]))
 
 
-def retention(cloze_final: float, cloze_base: float, chance: float) -> float:
-    """Share of the base model's above-chance cloze accuracy that is left; NaN if the base is not above chance."""
+def retention(cloze_final: float, cloze_base: float, chance: float, n_items: int | None = None) -> float:
+    """Share of the base model's above-chance cloze accuracy that is left.
+
+    NaN when the base is not above chance, or, given the number of items, not clearly so: less than two binomial
+    standard errors of a chance-level scorer (sqrt(chance * (1 - chance) / n)) above it. A ratio over a
+    denominator inside the noise would be noise (a random-init model scores chance plus a coin flip or two).
+    """
     above = cloze_base - chance
-    return float((cloze_final - chance) / above) if above > 0 else float("nan")
+    floor = 2 * math.sqrt(chance * (1 - chance) / n_items) if n_items else 0.0
+    return float((cloze_final - chance) / above) if above > floor and above > 0 else float("nan")
 
 
 def summarise(R, b) -> dict[str, float]:

@@ -39,13 +39,19 @@ def main(argv=None) -> int:
                 result = continual.run(stream="facts", strategy=strategy, model=args.model, seed=seed,
                                        steps=args.steps, lr=args.lr,
                                        out=os.path.join(args.out, strategy, f"seed{seed}"))
-                rows.append({"strategy": strategy, "seed": seed, **{m: result.summary[m] for m in METRICS}})
+                summary = result.summary
+                rows.append({"strategy": strategy, "seed": seed, **{m: summary[m] for m in METRICS},
+                             "ppl_ratio": summary["probe"]["ppl_ratio"], "kl": summary["probe"]["kl"],
+                             "lr": summary["lr"], "trainable": summary["trainable_parameters"],
+                             "wall_s": summary["wall_time_s"]})
     except ContinualError as exc:
         print(f"facts experiment: error: {exc}", file=sys.stderr)
         return 2
-    table = pd.DataFrame(rows).groupby("strategy")[METRICS].mean()
-    print(f"\nfacts stream, {args.model}, mean over {args.seeds} seed(s):")
-    print(table.to_string(float_format=lambda v: f"{v:+.3f}"))
+    columns = METRICS + ["ppl_ratio", "kl", "lr", "trainable", "wall_s"]
+    table = pd.DataFrame(rows).groupby("strategy", sort=False)[columns].mean()
+    print(f"\nfacts stream, {args.model}, {args.steps} steps per stage, mean over {args.seeds} seed(s):")
+    print(table.to_string(float_format=lambda v: f"{v:+.3f}", formatters={
+        "lr": "{:.0e}".format, "trainable": "{:,.0f}".format, "wall_s": "{:.0f}".format}))
     return 0
 
 

@@ -33,7 +33,7 @@ class DPO(Strategy):
     name = "dpo"
     Config = DPOOptions
     trainer = "dpo"
-    default_lr = 1e-5
+    default_lr = 5e-5
 
     def reference_model(self, model):
         """What DPOTrainer gets as ref_model: None for a PEFT model (trl copies the adapter), else a frozen copy."""

@@ -23,14 +23,14 @@ from strategies.base import Strategy, trainable_parameters
 
 @dataclass
 class EWCOptions:
-    lam: float = field(default=1e4, metadata={"help": "penalty weight lambda"})
+    lam: float = field(default=1e3, metadata={"help": "penalty weight lambda"})
     gamma: float = field(default=1.0, metadata={"help": "decay of the running Fisher at each new stage (online EWC)"})
     fisher_batch_size: int = field(default=1, metadata={
         "help": "examples per squared gradient: 1 = per-example empirical Fisher"})
     fisher_samples: int = field(default=0, metadata={"help": "examples used for the Fisher (0 = all)"})
     general: bool = field(default=False, metadata={
         "help": "also anchor the original weights with a Fisher on general text"})
-    general_lambda: float = field(default=1e4, metadata={"help": "penalty weight for the general-text anchor"})
+    general_lambda: float = field(default=1e3, metadata={"help": "penalty weight for the general-text anchor"})
     general_samples: int = field(default=64, metadata={"help": "general-text passages for that Fisher"})
 
 

@@ -67,3 +67,6 @@ def test_retention():
     assert retention(0.75, 0.75, 0.25) == pytest.approx(1.0)
     assert retention(0.5, 0.75, 0.25) == pytest.approx(0.5)
     assert math.isnan(retention(0.5, 0.25, 0.25))
+    # with 247 items a chance scorer's standard error is ~0.0276: a base of 0.28 is inside the noise, 0.82 is not
+    assert math.isnan(retention(0.26, 0.28, 0.25, n_items=247))
+    assert retention(0.5, 0.82, 0.25, n_items=247) == pytest.approx(0.25 / 0.57)

@@ -66,9 +66,11 @@ def test_base_row_and_measurements_match_a_plain_reference(tiny):
 def test_retention_follows_the_cloze_score(tiny):
     probe = RetentionProbe(tiny.tokenizer, TEXT, ITEMS, SETTINGS)
     probe.calibrate(tiny.model)
-    probe.base["cloze"] = 0.75  # pretend the base was good: retention is then linear in the cloze score
+    probe.base["cloze"] = 1.0  # pretend the base was good: retention is then linear in the cloze score
     row = probe.measure_from(cloze=0.5, cloze_norm=0.5, mean_nll=1.0, kl=0.0)
-    assert row["retention"] == pytest.approx(0.5)
+    assert row["retention"] == pytest.approx(1 / 3)
+    probe.base["cloze"] = 0.5  # 3 items: 0.25 above chance is within two standard errors (0.5): undefined
+    assert math.isnan(probe.measure_from(cloze=0.5, cloze_norm=0.5, mean_nll=1.0, kl=0.0)["retention"])
 
 
 def test_cloze_items_are_well_formed():

@@ -49,7 +49,8 @@ def test_summary_metrics_agree_with_the_written_matrix(finished):
     for key, value in expected.items():
         assert summary[key] == pytest.approx(value, abs=1e-6), key
     probe = pd.read_csv(finished.path / "probe.csv")
-    assert summary["retention"] == pytest.approx(probe["retention"].iloc[-1], rel=1e-5)
+    final = probe["retention"].iloc[-1]  # the tiny model is not clearly above chance: retention is undefined
+    assert (summary["retention"] is None and np.isnan(final)) or summary["retention"] == pytest.approx(final)
     assert summary["status"] == "completed" and summary["trainable_parameters"] > 0
     assert summary["wall_time_s"] > 0 and summary["peak_memory_mb"] > 0
     assert set(summary["conventions"]) >= {"acc", "bwt", "fwt", "forgetting", "retention"}

@@ -82,7 +82,7 @@ class RetentionProbe:
         base = self.base or {"cloze": cloze, "perplexity": math.exp(mean_nll)}
         ppl = math.exp(mean_nll)
         return {"cloze": cloze, "cloze_norm": cloze_norm, "cloze_chance": self.chance,
-                "retention": retention(cloze, base["cloze"], self.chance),
+                "retention": retention(cloze, base["cloze"], self.chance, len(self.prompts)),
                 "perplexity": ppl, "ppl_ratio": ppl / base["perplexity"], "kl": kl}
 
     def _cloze(self, model) -> tuple[float, float]:
