@@ -28,7 +28,6 @@ from datasets import Dataset, concatenate_datasets
 from safetensors.torch import load_model as load_model_weights
 from safetensors.torch import save_model
 from tqdm.auto import tqdm
-from transformers.trainer_callback import PrinterCallback
 
 from continual.config import RunConfig
 from continual.errors import ContinualError
@@ -40,7 +39,7 @@ from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
 from continual.streams import Stream, Task, get_stream
 from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
-                                tokenize_completions, training_arguments)
+                                quiet_logs, tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
 
 
@@ -68,20 +67,20 @@ def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunRes
     specs = [s.strip() for s in config.strategy.split(",")]
     if len(set(specs)) != len(specs) or "" in specs:
         raise ContinualError(f"--strategy lists '{config.strategy}': name each strategy once, comma-separated")
-    parts = {p.strip() for spec in specs for p in spec.split("+")}
-    stray = [k for k in config.strategy_options if k.partition(".")[0] not in parts]
+    part_names = {spec: [p.name for p in getattr(built, "parts", [built])]
+                  for spec, built in ((spec, make_strategy(spec)) for spec in specs)}
+    stray = [k for k in config.strategy_options
+             if not any(k.partition(".")[0] in names for names in part_names.values())]
     if stray:
         raise ContinualError(f"strategy option(s) {', '.join(stray)} name no strategy of '{config.strategy}'; write "
                              "<strategy>.<option>=<value>, e.g. replay.ratio=0.5")
-
-    def options_for(spec):
-        mine = set(spec.split("+"))
-        return {k: v for k, v in config.strategy_options.items() if k.partition(".")[0] in mine}
-    configs = [dataclasses.replace(config, strategy=spec, strategy_options=options_for(spec),
-                                   out=config.out if len(specs) == 1 else os.path.join(config.out, spec))
+    configs = [dataclasses.replace(config, strategy=spec, out=config.out if len(specs) == 1 else
+                                   os.path.join(config.out, spec),
+                                   strategy_options={k: v for k, v in config.strategy_options.items()
+                                                     if k.partition(".")[0] in part_names[spec]})
                for spec in specs]
     for c in configs:
-        make_strategy(c.strategy, c.strategy_options)  # every strategy checked before the first run starts
+        make_strategy(c.strategy, c.strategy_options)  # every option checked before the first run starts
     results = [run_one(c) for c in configs]
     return results[0] if len(specs) == 1 else results
 
@@ -149,7 +148,11 @@ def run_one(config: RunConfig) -> RunResult:
     started = time.time()
     device = resolve_device(config.device)
     strategy = make_strategy(config.strategy, config.strategy_options)
-    config = dataclasses.replace(config, device=device, lr=config.lr if config.lr is not None else strategy.default_lr)
+    parts = {p.name: p for p in getattr(strategy, "parts", [strategy])}
+    typed = {k: getattr(parts[k.partition(".")[0]].config, k.partition(".")[2]) for k in config.strategy_options}
+    # typed options ("0.5" from the command line is 0.5 from YAML) and the resolved learning rate: same run, same hash
+    config = dataclasses.replace(config, device=device, strategy_options=typed,
+                                 lr=config.lr if config.lr is not None else strategy.default_lr)
     stream = stream_for(config)
     run_dir = RunDir(config.out, config.identity(), config.config_hash())
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
@@ -274,7 +277,7 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
             trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
                 flat, tokenizer, config.max_length), strategy=strategy,
                 data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
-        trainer.remove_callback(PrinterCallback)  # losses go to losses.csv, not stdout
+        quiet_logs(trainer)
         trainer.train()
     model.eval()
     strategy.after_stage(model, ctx)

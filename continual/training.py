@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from continual.errors import TrainingDiverged
 from continual.scoring import split_continuation
@@ -108,6 +109,21 @@ def dpo_trainer_class():
         pass_outputs = False
 
     return StageDPOTrainer
+
+
+class QuietProgress(ProgressCallback):
+    """The Trainer's step bar without its per-step log lines: those go to losses.csv."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def quiet_logs(trainer) -> None:
+    """Per-step losses go to losses.csv, not the terminal (PrinterCallback prints them, ProgressCallback writes them
+    under its bar)."""
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress)
 
 
 class LossRecorder(TrainerCallback):

@@ -46,7 +46,7 @@ def register(name: str, cls: type[Strategy], description: str = "") -> None:
     """Make a user's Strategy subclass available by name (``--strategy name``) without editing the package."""
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ContinualError(f"register: {cls!r} is not a subclass of strategies.base.Strategy")
-    STRATEGIES[name] = (cls, description or (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "")
+    STRATEGIES[name] = (cls, description or ((cls.__doc__ or "").strip().splitlines() or [""])[0])
 
 
 def _resolve(part: str) -> tuple[str, type[Strategy]]:
@@ -67,16 +67,22 @@ def _resolve(part: str) -> tuple[str, type[Strategy]]:
 
 
 def _coerce(value, kind: str, key: str):
-    if not isinstance(value, str):
-        return value
-    try:
-        if kind == "bool":
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        return {"int": int, "float": float}.get(kind, str)(value)
-    except ValueError:
-        raise ContinualError(f"strategy option {key} must be {kind}, got {value!r}") from None
+    """Strings (from the command line) become the field's type; other values must already have it."""
+    if isinstance(value, str) and kind != "str":
+        try:
+            if kind == "bool":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return {"int": int, "float": float}[kind](value)
+        except (ValueError, KeyError):
+            raise ContinualError(f"strategy option {key} must be {kind}, got {value!r}") from None
+    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}.get(kind, lambda v: True)
+    if not ok(value):
+        raise ContinualError(f"strategy option {key} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
 
 
 def make_strategy(spec: str, options: dict | None = None) -> Strategy:
@@ -115,7 +121,9 @@ def make_strategy(spec: str, options: dict | None = None) -> Strategy:
             config = cls.Config(**values)
         except TypeError as exc:
             raise ContinualError(f"strategy '{name}' options: {exc}") from None
-        parts.append(cls(config))
+        part = cls(config)
+        part.name = name  # the name it was asked by (a registered alias, or the class's own name)
+        parts.append(part)
     return parts[0] if len(parts) == 1 else Composite(parts)
 
 

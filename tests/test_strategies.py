@@ -35,6 +35,7 @@ def test_combinations_and_their_options():
     ("replay", {"replay.ratio": "lots"}, "replay.ratio must be float"),
     ("replay", {"replay.ratio": "1.5"}, "must lie in [0, 1]"),
     ("ewc", {"ewc.general": "maybe"}, "ewc.general must be bool"),
+    ("replay", {"replay.buffer_size": 2.5}, "replay.buffer_size must be int"),
     ("nosuch.module:Thing", {}, "cannot import strategy"),
 ])
 def test_bad_strategy_specs_are_clear_errors(spec, options, message):

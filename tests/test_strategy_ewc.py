@@ -66,3 +66,16 @@ def test_online_fisher_decays_and_the_penalty_pulls_training_towards_the_anchor(
         return sum(float((r.strategy.fisher[n] * (dict(r.model.named_parameters())[n] - start[n]) ** 2).sum())
                    for n in start)
     assert drift(1e6) < drift(0.0)
+
+
+def test_general_anchor_protects_the_original_weights_from_the_first_stage():
+    from continual.models import load_model
+    runner = StageRunner(EWC(EWCOptions(general=True, general_samples=8, fisher_samples=4)), steps=2)
+    rows = runner.stage(0)
+    ewc = runner.strategy
+    original = dict(load_model("tiny", seed=0).model.named_parameters())
+    assert ewc.general_fisher and set(ewc.general_fisher) == set(original)
+    assert all(torch.equal(ewc.general_anchor[n], original[n]) for n in original)  # anchored before any training
+    assert sum(float(f.sum()) for f in ewc.general_fisher.values()) > 0
+    assert "ewc_general_penalty" in rows[-1] and rows[-1]["ewc_general_penalty"] > 0
+    assert "ewc_penalty" not in rows[0]  # no task Fisher exists during the first stage
