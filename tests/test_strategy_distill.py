@@ -29,12 +29,12 @@ def test_distill_loss_is_zero_when_student_equals_teacher_and_positive_after_a_s
     strategy.before_stage(model, runner.context(0))
     inputs = batch(runner)
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    assert float(strategy.loss_terms(model, inputs, out)["distill_kl"]) == pytest.approx(0.0, abs=1e-6)
+    assert strategy.loss_terms(model, inputs, out)["distill_kl"].item() == pytest.approx(0.0, abs=1e-6)
     assert all(not p.requires_grad for p in strategy.teacher.parameters())
     runner.stage(0)  # the teacher is the model before stage 0, the student has moved
     with torch.no_grad():
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    assert float(strategy.loss_terms(model, inputs, out)["distill_kl"]) > 1e-4
+    assert strategy.loss_terms(model, inputs, out)["distill_kl"].item() > 1e-4
 
 
 def test_original_teacher_is_kept_across_stages():
