@@ -77,6 +77,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; null means "undefined" (e.g. BWT with one task)
@@ -139,15 +143,10 @@ class RunDir:
             self._lock = None
             raise ContinualError(f"another continual process is writing to {self.path}; wait for it or use "
                                  "another --out") from None
-        for name in os.listdir(self.path):  # what a killed writer left half-made (we hold the lock now)
-            if name.startswith(".") and (name.endswith(".tmp") or name.startswith((".checkpoint-", ".model-"))):
-                target = self.path / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-        if fresh:
-            for name in os.listdir(self.path):
-                if name != ".lock":
-                    target = self.path / name
-                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+        for name in os.listdir(self.path):
+            half_made = name.startswith(".") and (name.endswith(".tmp") or name.startswith((".checkpoint-", ".model-")))
+            if half_made or (fresh and name != ".lock"):  # a killed writer's leftovers (we hold the lock now)
+                _remove(self.path / name)
 
     def close(self) -> None:
         if self._lock is not None:

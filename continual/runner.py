@@ -67,7 +67,7 @@ def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunRes
     specs = [s.strip() for s in config.strategy.split(",")]
     if len(set(specs)) != len(specs) or "" in specs:
         raise ContinualError(f"--strategy lists '{config.strategy}': name each strategy once, comma-separated")
-    part_names = {spec: [p.name for p in getattr(built, "parts", [built])]
+    part_names = {spec: [p.name for p in built.parts]
                   for spec, built in ((spec, make_strategy(spec)) for spec in specs)}
     stray = [k for k in config.strategy_options
              if not any(k.partition(".")[0] in names for names in part_names.values())]
@@ -148,7 +148,7 @@ def run_one(config: RunConfig) -> RunResult:
     started = time.time()
     device = resolve_device(config.device)
     strategy = make_strategy(config.strategy, config.strategy_options)
-    parts = {p.name: p for p in getattr(strategy, "parts", [strategy])}
+    parts = {p.name: p for p in strategy.parts}
     typed = {k: getattr(parts[k.partition(".")[0]].config, k.partition(".")[2]) for k in config.strategy_options}
     # typed options ("0.5" from the command line is 0.5 from YAML) and the resolved learning rate: same run, same hash
     config = dataclasses.replace(config, device=device, strategy_options=typed,
@@ -159,6 +159,9 @@ def run_one(config: RunConfig) -> RunResult:
     loaded = load_model(config.model, seed=config.seed)
     tokenizer, model = loaded.tokenizer, loaded.model.to(device)
     stream = format_stream(stream, tokenizer, config.chat_template)
+
+    stages = stage_plan(stream, strategy, config)
+    names = [st.name for st in stages]
 
     run_dir.open(config.fresh)
     try:
@@ -182,8 +185,6 @@ def run_one(config: RunConfig) -> RunResult:
         model = strategy.setup(model)
         trainable, total = parameter_counts(model)
 
-        stages = stage_plan(stream, strategy, config)
-        names = [st.name for st in stages]
         done = _resume_point(run_dir)
         if done >= 0:
             model = _load_checkpoint(run_dir, model, strategy)
@@ -225,7 +226,7 @@ def run_one(config: RunConfig) -> RunResult:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
         return load_result(run_dir.path)
     except Exception as exc:
-        _write_failure(run_dir, exc, [st.name for st in stage_plan(stream, strategy, config)])
+        _write_failure(run_dir, exc, names)
         raise
     finally:
         run_dir.close()
@@ -264,12 +265,13 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
                       max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
         if dpo:
             from trl import DPOConfig
-            options = next((p for p in getattr(strategy, "parts", [strategy]) if p.trainer == "dpo")).config
+            dpo_part = next(p for p in strategy.parts if p.trainer == "dpo")
             args = training_arguments(steps, config.batch_size, config.lr, args_class=DPOConfig, **common,
-                                      beta=options.beta, loss_type=[options.loss_type], max_length=config.max_length,
+                                      beta=dpo_part.config.beta, loss_type=[dpo_part.config.loss_type],
+                                      max_length=config.max_length,
                                       **{_checkpointing_flag(DPOConfig): False})
             data = flat.rename_column("completion", "chosen")
-            trainer = dpo_trainer_class()(model=model, ref_model=strategy.reference_model(model), args=args,
+            trainer = dpo_trainer_class()(model=model, ref_model=dpo_part.reference_model(model), args=args,
                                           train_dataset=data, processing_class=tokenizer, strategy=strategy,
                                           callbacks=[recorder])
         else:
@@ -328,14 +330,14 @@ def _summary(config, run_dir, stream, names, scores, probes, trainable, total, s
     }
 
 
-def _write_failure(run_dir: RunDir, exc: Exception, tasks: list[str]) -> None:
+def _write_failure(run_dir: RunDir, exc: Exception, names: list[str]) -> None:
     """Leave earlier stages' files as they are and say in summary.json where the run stopped."""
     if run_dir._lock is None or not (run_dir.path / "config.yaml").is_file():
         return  # nothing of this run was written yet: write nothing
     done = _resume_point(run_dir)
     failure = {"status": "failed", "config_hash": run_dir.hash,
                "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-               "stages_completed": done + 1, "failed_stage": tasks[done + 1] if done + 1 < len(tasks) else None,
+               "stages_completed": done + 1, "failed_stage": names[done + 1] if done + 1 < len(names) else None,
                "resume": "re-run the same command to continue after the last completed stage"}
     try:
         run_dir.write_json("summary.json", failure)

@@ -49,6 +49,11 @@ class Strategy:
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
 
+    @property
+    def parts(self) -> list[Strategy]:
+        """The strategies this one is made of: itself, or a composite's members."""
+        return [self]
+
     def describe(self) -> dict:
         return asdict(self.config)
 

@@ -13,11 +13,15 @@ from strategies.base import Strategy
 class Composite(Strategy):
     def __init__(self, parts: list[Strategy]):
         super().__init__(config=None)
-        self.parts = parts
+        self._parts = parts
         self.name = "+".join(p.name for p in parts)
         self.trainer = "dpo" if any(p.trainer == "dpo" for p in parts) else "sft"
         self.default_lr = next((p.default_lr for p in parts if p.default_lr != Strategy.default_lr),
                                Strategy.default_lr)
+
+    @property
+    def parts(self):
+        return self._parts
 
     def describe(self):
         return {p.name: p.describe() for p in self.parts}
@@ -56,9 +60,6 @@ class Composite(Strategy):
     def probe_model_note(self):
         notes = {p.probe_model_note() for p in self.parts} - {Strategy.probe_model_note(self)}
         return notes.pop() if notes else Strategy.probe_model_note(self)
-
-    def reference_model(self, model):
-        return next(p for p in self.parts if p.trainer == "dpo").reference_model(model)
 
     def state_dict(self):
         return {p.name: p.state_dict() for p in self.parts}
