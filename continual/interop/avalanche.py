@@ -3,8 +3,9 @@
 ``to_avalanche(stream, tokenizer)`` builds a ``CLScenario`` with ``benchmark_from_datasets`` + ``with_task_labels``:
 
     train_stream      one experience per task (task label = the task's index in the stream); items are dicts
-                      {prompt, completion, input_ids, labels, targets_task_labels} (input_ids/labels only with a
-                      tokenizer: the completion-only tokenization our trainer uses, prompt tokens labelled -100)
+                      {prompt, completion, [rejected,] input_ids, labels, targets_task_labels}: every column of the
+                      task's training set, and with a tokenizer input_ids/labels, the completion-only tokenization
+                      our trainer uses (prompt tokens labelled -100)
     test_stream       one experience per task: the split that fills our accuracy matrix; items
                       {prompt, candidates, label, targets_task_labels}, and ``dataset.targets`` = label
     <split>_stream    one more stream per other evaluation split every task has (facts: reversed, heldout)
@@ -188,10 +189,12 @@ def avalanche_metrics(R, b, sizes: list[int] | None = None) -> dict:
     T = len(R)
     rounds = np.vstack([b, R])
     sizes = list(sizes) if sizes is not None else [_examples_for(rounds[:, j]) for j in range(T)]
-    off = [(i, j) for i in range(T + 1) for j in range(T) if abs(rounds[i, j] * sizes[j] - round(rounds[i, j] *
-                                                                                                  sizes[j])) > 1e-6]
-    if len(sizes) != T or off:
-        raise ContinualError(f"sizes {sizes} do not fit the matrix: every score must be k/n of its task's n examples")
+    counts = rounds * np.asarray(sizes if len(sizes) == T else [0] * T, dtype=float)
+    if len(sizes) != T or any(n < 1 or n != int(n) for n in sizes) or not np.allclose(counts, np.round(counts),
+                                                                                        atol=1e-6):
+        raise ContinualError(f"sizes {sizes} do not fit the matrix: give one size per task, every score k/n of its "
+                             "task's n examples")
+    sizes = [int(n) for n in sizes]
 
     def experience_data(j):
         x = torch.tensor([[j, i] for i in range(sizes[j])])
