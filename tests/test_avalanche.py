@@ -4,7 +4,7 @@ import torch
 
 from continual.errors import ContinualError
 from continual.evaluation import evaluate_stream
-from continual.interop.avalanche import avalanche_metrics, evaluate_experience, to_avalanche
+from continual.interop.avalanche import CausalLMProblem, avalanche_metrics, evaluate_experience, to_avalanche
 from continual.metrics import backward_transfer, forgetting, forward_transfer, summarise
 from continual.streams import get_stream
 from continual.training import IGNORE, tokenize_completions
@@ -77,6 +77,41 @@ def test_evaluate_experience_scores_as_the_runner_does(stream, scenario, tiny):
         assert evaluate_experience(tiny.model, tiny.tokenizer, exp) == pytest.approx(expected)
     with pytest.raises(ContinualError, match="test experience"):
         evaluate_experience(tiny.model, tiny.tokenizer, scenario.train_stream[0])
+
+
+def test_avalanches_own_strategy_and_replay_plugin_train_the_lm_on_the_export(scenario, tiny):
+    import copy
+
+    from avalanche.evaluation.metrics import loss_metrics
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin, SupervisedPlugin
+    from avalanche.training.supervised import Naive
+
+    class LMNaive(CausalLMProblem, Naive):
+        pass
+
+    class Record(SupervisedPlugin):
+        def __init__(self):
+            super().__init__()
+            self.steps = []
+
+        def before_backward(self, strategy, **kwargs):
+            batch = {k: v for k, v in strategy.mbatch.items() if k != "targets_task_labels"}
+            with torch.no_grad():
+                hf_loss = float(strategy.model(**batch).loss)
+            self.steps.append((strategy.mb_task_id.tolist(), float(strategy.loss), hf_loss))
+
+    model, record = copy.deepcopy(tiny.model), Record()
+    strategy = LMNaive(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), train_mb_size=4,
+                       evaluator=EvaluationPlugin(loss_metrics(epoch=True), loggers=[]),
+                       plugins=[ReplayPlugin(mem_size=6, batch_size=3, batch_size_mem=1), record])
+    for experience in scenario.train_stream[:2]:
+        strategy.train(experience)
+    first, second = record.steps[:3], record.steps[3:]  # 11 examples a task: 3 batches of 4 (last 3) per epoch
+    assert all(set(tasks) == {0} for tasks, _, _ in first)
+    assert second and all(tasks[-1] == 0 and set(tasks[:-1]) == {1} for tasks, _, _ in second)  # one replayed
+    for _, ours, hf in record.steps:  # the criterion is the HF model's own causal-LM loss
+        assert ours == pytest.approx(hf, rel=1e-5)
+    assert record.steps[-1][1] < record.steps[0][1]
 
 
 def test_export_refuses_a_tokenizer_without_pad_token(stream, tiny):

@@ -12,7 +12,8 @@
 
 Each dataset's ``collate_fn`` makes dict batches: padded tensors (input_ids, attention_mask, labels) for tokenized
 training data, lists of strings otherwise, and ``targets_task_labels`` as a tensor. ``evaluate_experience`` scores a
-test experience exactly as our runner scores a task (batched candidate log-probabilities).
+test experience exactly as our runner scores a task (batched candidate log-probabilities). ``CausalLMProblem`` lets
+Avalanche's own strategy templates (and their plugins, e.g. ReplayPlugin) train a causal LM on the training streams.
 
 ``avalanche_metrics(R, b)`` computes ACC/BWT/FWT/forgetting of an accuracy matrix with Avalanche's own metric
 objects, driven by Avalanche's own training/evaluation loop (see the function), so that the conventions of the two
@@ -117,6 +118,44 @@ def to_avalanche(stream: Stream, tokenizer=None, max_length: int = 128):
         streams[split] = [task_dataset(t.eval[split], i, collate_text, t.eval[split]["label"])
                           for i, t in enumerate(stream.tasks)]
     return with_task_labels(benchmark_from_datasets(**streams))
+
+
+class CausalLMProblem:
+    """Mixin that lets an Avalanche supervised template train a causal LM on ``to_avalanche`` training experiences
+    (tokenized): put it first, ``class LMNaive(CausalLMProblem, Naive)``.
+
+    Avalanche's templates unpack a mini-batch as an (x, y, task) tuple and apply ``criterion(model(x), y)``; here the
+    mini-batch is the dict ``CollateTokens`` makes, the output is the LM's logits and the criterion is next-token
+    cross-entropy on the completion tokens (labels -100 elsewhere), the loss the HF model computes from ``labels``.
+    Evaluate with ``evaluate_experience`` (test items are scored, not tokenized) and give the template an evaluator
+    without accuracy metrics (``EvaluationPlugin(loss_metrics(epoch=True), loggers=[...])``): Avalanche's accuracy
+    compares class predictions with class targets.
+    """
+
+    @property
+    def mb_x(self):
+        return self.mbatch["input_ids"]
+
+    @property
+    def mb_y(self):
+        return self.mbatch["labels"]
+
+    @property
+    def mb_task_id(self):
+        return self.mbatch["targets_task_labels"]
+
+    def _unpack_minibatch(self):
+        if not isinstance(self.mbatch, dict) or "input_ids" not in self.mbatch:
+            raise ContinualError("CausalLMProblem trains on tokenized training experiences: build the benchmark with "
+                                 "to_avalanche(stream, tokenizer)")
+        self.mbatch = {key: value.to(self.device) for key, value in self.mbatch.items()}
+
+    def forward(self):
+        return self.model(input_ids=self.mbatch["input_ids"], attention_mask=self.mbatch["attention_mask"]).logits
+
+    def criterion(self):
+        logits, labels = self.mb_output[:, :-1], self.mb_y[:, 1:]  # token t predicts token t+1
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
 
 
 def evaluate_experience(model, tokenizer, experience, batch_size: int = 64) -> float:
