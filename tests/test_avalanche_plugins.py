@@ -1,5 +1,8 @@
+import io
+
 import pandas as pd
 import pytest
+import torch
 import yaml
 from avalanche.training.plugins import EWCPlugin, GEMPlugin, LwFPlugin, SupervisedPlugin
 
@@ -52,6 +55,28 @@ def test_replay_plugin_batches_repeat_with_the_seed():
         [[x["prompt"] for x in batch] for _, mixed, _ in b for batch in mixed]
 
 
+def test_a_resumed_run_replays_the_same_buffer():
+    """The plugins (buffer included) go into the stage checkpoint; a resumed stage draws the same batches."""
+    def second_stage(resume):
+        strategy = AvalancheReplay(AvalancheReplay.Config(mem_size=6))
+        runner = StageRunner(strategy, batch_size=4)
+        ctx = runner.context(0)
+        strategy.before_stage(runner.model, ctx)
+        strategy.mix_batches(planned(ctx, 3, 4), ctx)
+        strategy.after_stage(runner.model, ctx)
+        if resume:
+            saved = io.BytesIO()
+            torch.save(strategy.state_dict(), saved)
+            saved.seek(0)
+            strategy = AvalancheReplay(AvalancheReplay.Config(mem_size=6))
+            strategy.setup(runner.model)
+            strategy.load_state_dict(torch.load(saved, weights_only=False), runner.model)
+        ctx = runner.context(1)
+        strategy.before_stage(runner.model, ctx)
+        return [[x["prompt"] for x in b] for b in strategy.mix_batches(planned(ctx, 3, 4), ctx)]
+    assert second_stage(resume=True) == second_stage(resume=False)
+
+
 def test_avalanche_replay_runs_in_the_runner(tmp_path):
     result = continual.run(stream="facts", tasks="hogwarts,galaxy", model="tiny", steps=3, batch_size=4, camp_size=3,
                            probe_tokens=200, kl_tokens=50, progress=False, lr=1e-3, out=str(tmp_path / "run"),
@@ -60,7 +85,9 @@ def test_avalanche_replay_runs_in_the_runner(tmp_path):
     assert result.summary["status"] == "completed"
     assert list(result.matrix.index) == ["base", "hogwarts", "galaxy"]
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert config["resolved"]["strategy"] == {"mem_size": 6, "ratio": 0.25, "plugins": ["ReplayPlugin"]}
+    described = config["resolved"]["strategy"]
+    assert (described["mem_size"], described["ratio"]) == (6, 0.25)
+    assert [(p["class"], p["mem_size"]) for p in described["plugins"]] == [("ReplayPlugin", 6)]
     assert (result.losses.groupby("stage").size() == 3).all()
 
 
@@ -93,7 +120,8 @@ def test_classifier_plugins_stop_with_the_documented_reason(make, callback):
 
 
 def test_plugins_needing_trainer_internal_callbacks_are_refused():
-    with pytest.raises(ContinualError, match="GEMPlugin uses callback.*before_training_iteration.*after_backward"):
+    with pytest.raises(ContinualError, match="GEMPlugin uses callback.*before_training_iteration.*after_backward.*"
+                                             "supported: before_training"):
         plugin_strategy("gem", lambda: [GEMPlugin(patterns_per_experience=4, memory_strength=0.5)])()
 
 

@@ -85,8 +85,8 @@ class PluginStrategy(Strategy):
                        if getattr(type(plugin), cb, None) is not getattr(SupervisedPlugin, cb, None)]
             if missing:
                 raise ContinualError(f"Avalanche plugin {type(plugin).__name__} uses callback(s) {', '.join(missing)}, "
-                                     "which run inside the HF Trainer's loop and are not delivered here; supported: "
-                                     f"{', '.join(DELIVERED)}")
+                                     "which have no place here (the HF Trainer owns the step, our runner the "
+                                     f"evaluation); supported: {', '.join(DELIVERED)}")
         self.host: PluginHost | None = None
         # a loss term exists (and is logged) only when some plugin can add to the loss
         self.adds_loss = any(getattr(type(p), cb) is not getattr(SupervisedPlugin, cb)
@@ -96,7 +96,10 @@ class PluginStrategy(Strategy):
         raise NotImplementedError("subclass PluginStrategy and return the plugins from make_plugins()")
 
     def describe(self) -> dict:
-        return {**super().describe(), "plugins": [type(p).__name__ for p in self.plugins]}
+        """Options, and each plugin's class and plain settings (for config.yaml)."""
+        def settings(plugin):
+            return {k: v for k, v in vars(plugin).items() if isinstance(v, (bool, int, float, str, type(None)))}
+        return {**super().describe(), "plugins": [{"class": type(p).__name__, **settings(p)} for p in self.plugins]}
 
     def configure(self, ctx: StageContext) -> None:
         """Per-stage settings of the plugins (a subclass hook); runs before the first callback of the stage."""
@@ -113,7 +116,7 @@ class PluginStrategy(Strategy):
         host.clock.train_exp_counter = ctx.index
         data = task_dataset(ctx.task.train, ctx.index, collate_examples)
         host.experience = with_task_labels(DatasetExperience(dataset=data, current_experience=ctx.index))
-        host.adapted_dataset = host.dataloader = self._planned = None
+        host.adapted_dataset = host.dataloader = None
         self.configure(ctx)
         with self._seeded(ctx, "before"):
             self._call("before_training")
@@ -188,7 +191,9 @@ class PluginStrategy(Strategy):
 
 def plugin_strategy(name: str, make_plugins, description: str = "") -> type[PluginStrategy]:
     """A Strategy class running ``make_plugins()`` (fresh plugins for every run); register it with
-    ``strategies.register(name, cls)`` to use it as ``--strategy name`` or in ``continual.run``."""
+    ``strategies.register(name, cls)`` to use it as ``--strategy name`` or in ``continual.run``. A run directory's
+    config hash covers the strategy's name and options, not what ``make_plugins`` builds: give different plugin
+    settings different names (or subclass PluginStrategy with a Config dataclass, as AvalancheReplay does)."""
     return type(f"Plugins_{name}", (PluginStrategy,), {"name": name, "make_plugins": lambda self: make_plugins(),
                                                       "__doc__": description or f"Avalanche plugins: {name}"})
 
