@@ -202,6 +202,9 @@ def run_one(config: RunConfig) -> RunResult:
                                settings=ProbeSettings(text_tokens=config.probe_tokens, kl_tokens=config.kl_tokens,
                                                       batch_size=config.eval_batch_size))
         base_probe = probe.calibrate(model)  # the base model's log-probs are kept for the KL
+        # set-up draws from the global RNG (LoRA's initial A matrices): seeded here, it does not depend on what ran
+        # before in this process (an earlier strategy of --strategy a,b; the launcher's process-group start-up)
+        torch.manual_seed(config.seed)
         model = strategy.setup(model)
         trainable, total = parameter_counts(model)
 
