@@ -93,6 +93,13 @@ def check_data_parallel(config: RunConfig) -> None:
     if n > 1 and config.batch_size % n:
         raise ContinualError(f"batch_size {config.batch_size} does not split over {n} processes; use a multiple of "
                              f"{n} (each process takes batch_size / {n} examples of every step)")
+    sharded = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    if sharded:  # scoring runs different forward passes on each process: sharded weights would need them in lockstep
+        raise ContinualError("FSDP and DeepSpeed ZeRO-3 shard the weights, but the runner scores the in-memory model "
+                             "between stages on each process; launch with DDP (accelerate launch --multi_gpu) or "
+                             "DeepSpeed ZeRO-1/2, and fit a large model with LoRA (docs/scaling.md)")
     if n > 1 and config.device.startswith("cuda:"):
         raise ContinualError(f"device '{config.device}' names one GPU, but {n} processes were launched; use "
                              "--device auto or cuda (each process takes its own GPU)")

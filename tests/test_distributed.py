@@ -117,7 +117,7 @@ def test_only_the_main_process_locks_and_writes(tmp_path, monkeypatch):
     main.close()
 
 
-def test_batch_size_must_split_over_the_processes(monkeypatch):
+def test_launches_the_runner_cannot_serve_are_refused(monkeypatch):
     from continual.runner import check_data_parallel
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     check_data_parallel(RunConfig(batch_size=4, out="x"))
@@ -125,6 +125,16 @@ def test_batch_size_must_split_over_the_processes(monkeypatch):
         check_data_parallel(RunConfig(batch_size=3, out="x"))
     with pytest.raises(ContinualError, match="names one GPU"):
         check_data_parallel(RunConfig(device="cuda:1", out="x"))
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    check_data_parallel(RunConfig(batch_size=4, out="x"))  # ZeRO-2 keeps whole weights on every process
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(ContinualError, match="ZeRO-3 shard the weights"):
+        check_data_parallel(RunConfig(batch_size=4, out="x"))
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ContinualError, match="FSDP"):
+        check_data_parallel(RunConfig(batch_size=4, out="x"))
 
 
 # ------------------------------------------------------------------------------------------- 2 processes end to end
