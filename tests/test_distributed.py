@@ -10,6 +10,7 @@ which only a near-tie in a candidate's log-probability could cause.
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import accelerate  # noqa: F401  (the 2-process test needs it: missing, this module fails rather than skips)
 import numpy as np
@@ -30,6 +31,7 @@ STRATEGIES = ["naive", "ewc", "replay"]
 RUN = dict(stream="facts", model="tiny", camp_size=3, steps=3, batch_size=4, probe_tokens=32, kl_tokens=16, eval_cap=12,
            device="cpu", progress=False)
 RTOL = 1e-4
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------------- collectives (gloo)
@@ -152,7 +154,7 @@ def runs(tmp_path_factory):
     """The same command twice: two processes under accelerate launch (gloo, CPU), and one process."""
     root = tmp_path_factory.mktemp("dp")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(),
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
                                                                               os.environ.get("PYTHONPATH")]))}
     # --multi_gpu is accelerate's torchrun launcher; with no GPU visible it runs CPU processes over gloo.
     # (`accelerate launch --cpu --num_processes 2` would start ONE process: its --cpu path runs multi-CPU only
@@ -160,7 +162,7 @@ def runs(tmp_path_factory):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "-m", "continual", "run", *_flags(RUN), "--strategy", ",".join(STRATEGIES), "--out", str(root / "dp")]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(launch, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like each launched process (OMP_NUM_THREADS=1): no thread oversubscription
