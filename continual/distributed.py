@@ -63,6 +63,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def from_main(value):
+    """The main process's ``value`` on every process (a synchronisation point: the others wait for it)."""
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def shard(items: list) -> list:
     """This process's share of ``items``: every world_size-th one, starting at its rank (all of them alone)."""
     return items[rank()::world_size()]

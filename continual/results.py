@@ -138,10 +138,17 @@ class RunDir:
 
     def open(self, fresh: bool) -> None:
         self.check(fresh)
+        refused = None
         if self.writer:
-            self._lock_and_clean(fresh)
-        distributed.barrier()  # the others read the directory only once it is locked and cleaned
-        # (a refused lock raises on rank 0 only; the launcher then stops the others, which wait here)
+            try:
+                self._lock_and_clean(fresh)
+            except ContinualError as exc:
+                refused = str(exc)
+        # data-parallel: the others wait here until the directory is locked and cleaned, and stop with the same
+        # error if the main process could not have it
+        refused = distributed.from_main(refused)
+        if refused:
+            raise ContinualError(refused)
 
     def _lock_and_clean(self, fresh: bool) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ perplexities must agree to a relative 1e-4; an accuracy cell may differ by at mo
 which only a near-tie in a candidate's log-probability could cause.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -57,6 +58,13 @@ def _collectives_worker(rank: int, world: int, rendezvous: str, out: str) -> Non
             results["disagreement"] = None
         except ContinualError as exc:
             results["disagreement"] = str(exc)
+        results["from_main"] = distributed.from_main(f"value of rank {rank}")
+        # a directory another process holds: rank 0 is refused the lock, and every process stops with its error
+        try:
+            RunDir(f"{out}/locked", {}, "abc").open(fresh=False)
+            results["refused"] = None
+        except ContinualError as exc:
+            results["refused"] = str(exc)
         # the EWC Fisher: each process squares its share of the examples, the sums are all-reduced
         loaded = load_model("tiny", seed=0)
         data = Dataset.from_list([{"prompt": f"Harry Potter is friend number {i} of", "completion": " Ron"}
@@ -70,7 +78,11 @@ def _collectives_worker(rank: int, world: int, rendezvous: str, out: str) -> Non
 @pytest.fixture(scope="module")
 def collectives(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gloo")
+    (folder / "locked").mkdir()
+    holder = open(folder / "locked" / ".lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a running `continual run` on that directory would
     mp.spawn(_collectives_worker, args=(2, str(folder / "rendezvous"), str(folder)), nprocs=2, join=True)
+    holder.close()
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -82,6 +94,12 @@ def test_shard_gather_and_reduce_across_two_processes(collectives):
     everything = {"r0-0": 0, "r0-1": 1, "r1-0": 10, "r1-1": 11}
     assert r0["gathered"] == r1["gathered"] == everything
     assert r0["reduced"] == r1["reduced"] == {"a": [3.0, 3.0, 3.0], "b": [0.0, 3.0, 6.0, 9.0]}
+
+
+def test_every_process_gets_the_main_process_value_and_its_refusal(collectives):
+    r0, r1 = (c["results"] for c in collectives)
+    assert r0["from_main"] == r1["from_main"] == "value of rank 0"
+    assert r0["refused"] == r1["refused"] and "another continual process is writing to" in r0["refused"]
 
 
 def test_processes_that_plan_different_batches_are_stopped(collectives):
