@@ -1,7 +1,7 @@
 """Data-parallel runs: which process this is, and the few collectives the runner needs.
 
 Under ``accelerate launch --multi_gpu --num_processes N -m continual run ...`` (or ``torchrun``) every process runs
-the whole command. They agree on everything but the training batches' halves:
+the whole command. They share everything except which slice of each training batch they compute:
 
   - every process builds the same stream, model and batch plan (seeded; ``check_same`` verifies the plan);
   - the HF Trainer wraps the model in DDP and gives each process its share of every global batch;
