@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             merged = dict(from_file) if isinstance(from_file, dict) else {}
             options["strategy_options"] = {**merged, **parse_pairs(options["strategy_options"])}
         results = run(RunConfig(**options))
-        for result in results if isinstance(results, list) else [results]:
-            print_result(result)
+        from continual import distributed
+        for result in (results if isinstance(results, list) else [results]) if distributed.is_main() else []:
+            print_result(result)  # data-parallel runs: once, from the main process
         return 0
     except ContinualError as exc:
         print(f"continual: error: {exc}", file=sys.stderr)

@@ -10,7 +10,9 @@
   summary.json         metrics, status, parameters, time, memory, conventions
   checkpoint/          the model and strategy state after the last finished stage (removed when the run completes)
 
-Every file is written to a temporary name and renamed, so a killed run never leaves a truncated file.
+Every file is written to a temporary name and renamed, so a killed run never leaves a truncated file. In a
+data-parallel run only the main process (rank 0) locks the directory and writes; the other processes' writes do
+nothing, and they wait in ``open`` until the main process has locked and cleaned the directory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from continual import distributed
 from continual.errors import ContinualError
 
 _UMASK = os.umask(0)
@@ -109,6 +112,7 @@ class RunDir:
         self.path = Path(path)
         self.identity, self.hash = identity, config_hash
         self._lock = None
+        self.writer = distributed.is_main()  # data-parallel runs: only rank 0 writes (and locks)
 
     # -- identity and lock
     def existing_hash(self) -> str | None:
@@ -134,6 +138,19 @@ class RunDir:
 
     def open(self, fresh: bool) -> None:
         self.check(fresh)
+        refused = None
+        if self.writer:
+            try:
+                self._lock_and_clean(fresh)
+            except ContinualError as exc:
+                refused = str(exc)
+        # data-parallel: the others wait here until the directory is locked and cleaned, and stop with the same
+        # error if the main process could not have it
+        refused = distributed.from_main(refused)
+        if refused:
+            raise ContinualError(refused)
+
+    def _lock_and_clean(self, fresh: bool) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path / ".lock", "w")
         try:
@@ -155,13 +172,16 @@ class RunDir:
 
     # -- files
     def write_yaml(self, name: str, data: dict) -> None:
-        write_atomic(self.path / name, yaml.safe_dump(_json_safe(data), sort_keys=False))
+        if self.writer:
+            write_atomic(self.path / name, yaml.safe_dump(_json_safe(data), sort_keys=False))
 
     def write_json(self, name: str, data: dict) -> None:
-        write_atomic(self.path / name, json.dumps(_json_safe(data), indent=2) + "\n")
+        if self.writer:
+            write_atomic(self.path / name, json.dumps(_json_safe(data), indent=2) + "\n")
 
     def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False) -> None:
-        write_atomic(self.path / name, frame.to_csv(index=index))  # full precision: a resume reads these back
+        if self.writer:
+            write_atomic(self.path / name, frame.to_csv(index=index))  # full precision: a resume reads these back
 
     def read_csv(self, name: str) -> pd.DataFrame | None:
         path = self.path / name

@@ -27,8 +27,10 @@ import torch
 from datasets import Dataset, concatenate_datasets
 from safetensors.torch import load_model as load_model_weights
 from safetensors.torch import save_model
+from transformers import TrainingArguments
 from tqdm.auto import tqdm
 
+from continual import distributed
 from continual.config import RunConfig
 from continual.errors import ContinualError
 from continual.evaluation import evaluate_stream
@@ -83,6 +85,24 @@ def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunRes
         make_strategy(c.strategy, c.strategy_options)  # every option checked before the first run starts
     results = [run_one(c) for c in configs]
     return results[0] if len(specs) == 1 else results
+
+
+def check_data_parallel(config: RunConfig) -> None:
+    """Data-parallel runs keep the single-process global batch: each of N processes takes batch_size / N."""
+    n = distributed.world_size()
+    if n > 1 and config.batch_size % n:
+        raise ContinualError(f"batch_size {config.batch_size} does not split over {n} processes; use a multiple of "
+                             f"{n} (each process takes batch_size / {n} examples of every step)")
+    sharded = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    if sharded:  # scoring runs different forward passes on each process: sharded weights would need them in lockstep
+        raise ContinualError("FSDP and DeepSpeed ZeRO-3 shard the weights, but the runner scores the in-memory model "
+                             "between stages on each process; launch with DDP (accelerate launch --multi_gpu) or "
+                             "DeepSpeed ZeRO-1/2, and fit a large model with LoRA (docs/scaling.md)")
+    if n > 1 and config.device.startswith("cuda:"):
+        raise ContinualError(f"device '{config.device}' names one GPU, but {n} processes were launched; use "
+                             "--device auto or cuda (each process takes its own GPU)")
 
 
 def resolve_device(device: str) -> str:
@@ -146,7 +166,13 @@ def run_one(config: RunConfig) -> RunResult:
     datasets.disable_progress_bars()  # library-internal bars (map, weight loading, shard writing) are noise here;
     transformers.utils.logging.disable_progress_bar()  # ours are stages, training steps and evaluation
     started = time.time()
+    distributed.init()  # under accelerate launch / torchrun: join the process group (one process: nothing)
+    check_data_parallel(config)
+    if not distributed.is_main():
+        config = dataclasses.replace(config, progress=False)  # one set of progress bars (progress is not hashed)
     device = resolve_device(config.device)
+    if config.precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ContinualError("this GPU has no bf16 support; use --precision fp32 (or auto)")
     strategy = make_strategy(config.strategy, config.strategy_options)
     parts = {p.name: p for p in strategy.parts}
     typed = {k: getattr(parts[k.partition(".")[0]].config, k.partition(".")[2]) for k in config.strategy_options}
@@ -157,7 +183,7 @@ def run_one(config: RunConfig) -> RunResult:
     run_dir = RunDir(config.out, config.identity(), config.config_hash())
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
-    tokenizer, model = loaded.tokenizer, loaded.model.to(device)
+    tokenizer, model = loaded.tokenizer, loaded.model.to(distributed.local_device(device))
     stream = format_stream(stream, tokenizer, config.chat_template)
 
     stages = stage_plan(stream, strategy, config)
@@ -175,6 +201,7 @@ def run_one(config: RunConfig) -> RunResult:
                          "tasks": {t.name: t.description for t in stream.tasks},
                          "prompts": "chat template" if config.chat_template else "plain",
                          "probe_text": config.probe_text, "probe_model": strategy.probe_model_note(),
+                         "processes": distributed.world_size(),
                          "strategy": strategy.describe()},
             "versions": versions()})
 
@@ -182,6 +209,9 @@ def run_one(config: RunConfig) -> RunResult:
                                settings=ProbeSettings(text_tokens=config.probe_tokens, kl_tokens=config.kl_tokens,
                                                       batch_size=config.eval_batch_size))
         base_probe = probe.calibrate(model)  # the base model's log-probs are kept for the KL
+        # set-up draws from the global RNG (LoRA's initial A matrices): seeded here, it does not depend on what ran
+        # before in this process (an earlier strategy of --strategy a,b; the launcher's process-group start-up)
+        torch.manual_seed(config.seed)
         model = strategy.setup(model)
         trainable, total = parameter_counts(model)
 
@@ -204,7 +234,8 @@ def run_one(config: RunConfig) -> RunResult:
         for i in bar:
             stage = stages[i]
             bar.set_postfix_str(stage.name)
-            ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer, device=device,
+            ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer,
+                               device=distributed.local_device(device),
                                seed=config.seed, batch_size=config.batch_size, general_source=config.probe_text)
             t0 = time.time()
             losses += _train_stage(model, tokenizer, strategy, ctx, config, stage.steps)
@@ -220,10 +251,11 @@ def run_one(config: RunConfig) -> RunResult:
         result_summary = _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device,
                                   times)
         run_dir.write_json("summary.json", result_summary)
-        if config.export:
+        if config.export and run_dir.writer:
             _export(run_dir, model, tokenizer)
-        if not config.keep_checkpoint:
+        if not config.keep_checkpoint and run_dir.writer:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
+        distributed.barrier()  # every process returns the files the main process has just written
         return load_result(run_dir.path)
     except Exception as exc:
         _write_failure(run_dir, exc, names)
@@ -254,6 +286,7 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
     examples = ctx.task.train.to_list()
     batches = [[examples[i] for i in b] for b in plan_batches(len(examples), steps, config.batch_size, seed)]
     batches = strategy.mix_batches(batches, ctx)
+    distributed.check_same(json.dumps(batches, sort_keys=True, default=str), f"the batches of stage '{ctx.task.name}'")
     dpo = strategy.trainer == "dpo"
     columns = ("prompt", "completion", "rejected") if dpo else ("prompt", "completion")
     if dpo and "rejected" not in examples[0]:
@@ -261,21 +294,25 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
     flat = Dataset.from_list([{c: e[c] for c in columns} for batch in batches for e in batch])
     recorder = LossRecorder(ctx.task.name, config.strategy)
     with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
+        # data-parallel: the Trainer hands each of the N processes batch_size / N consecutive examples of each planned
+        # batch, so the global batch and the example order are the single-process ones
+        per_process = config.batch_size // distributed.world_size()
         common = dict(seed=seed, device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
-                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
+                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch,
+                      precision=config.precision,
+                      **{_checkpointing_flag(TrainingArguments): config.gradient_checkpointing})
         if dpo:
             from trl import DPOConfig
             dpo_part = next(p for p in strategy.parts if p.trainer == "dpo")
-            args = training_arguments(steps, config.batch_size, config.lr, args_class=DPOConfig, **common,
+            args = training_arguments(steps, per_process, config.lr, args_class=DPOConfig, **common,
                                       beta=dpo_part.config.beta, loss_type=[dpo_part.config.loss_type],
-                                      max_length=config.max_length,
-                                      **{_checkpointing_flag(DPOConfig): False})
+                                      max_length=config.max_length)
             data = flat.rename_column("completion", "chosen")
             trainer = dpo_trainer_class()(model=model, ref_model=dpo_part.reference_model(model), args=args,
                                           train_dataset=data, processing_class=tokenizer, strategy=strategy,
                                           callbacks=[recorder])
         else:
-            args = training_arguments(steps, config.batch_size, config.lr, **common)
+            args = training_arguments(steps, per_process, config.lr, **common)
             trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
                 flat, tokenizer, config.max_length), strategy=strategy,
                 data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
@@ -357,6 +394,8 @@ def _resume_point(run_dir: RunDir) -> int:
 
 def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
     """Every tensor of the model (adapters included) and the strategy state, swapped in atomically."""
+    if not run_dir.writer:
+        return  # data-parallel: every process holds the same weights and state; rank 0 saves them
     staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
     save_model(model, str(staging / "model.safetensors"))
     torch.save(strategy.state_dict(), staging / "strategy.pt")

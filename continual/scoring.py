@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from continual import distributed
+
 
 def split_continuation(tokenizer, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
     """(context ids, continuation ids) with context + continuation == tokenize(prompt + continuation)."""
@@ -98,6 +100,7 @@ def _needed_logprobs(model, sequences, needs, batch_size, progress, desc):
     order = sorted(range(len(sequences)), key=lambda r: -len(sequences[r]))  # similar lengths share a batch
     out: dict[tuple[int, int], dict[int, float]] = {}
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = distributed.shard(batches)  # data-parallel runs: each process scores its share, then all gather
     try:
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             width = max(len(sequences[r]) for r in batch)
@@ -113,4 +116,4 @@ def _needed_logprobs(model, sequences, needs, batch_size, progress, desc):
                 out[(r, p)] = {t: float(lp[t]) for t in wanted[r][p]}
     finally:
         model.train(was_training)
-    return out
+    return distributed.gather_dict(out)

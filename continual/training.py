@@ -146,13 +146,15 @@ class LossRecorder(TrainerCallback):
 
 def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device: str, scheduler: str,
                        warmup_steps: int, max_grad_norm: float, progress: bool, output_dir: str | None = None,
-                       args_class=TrainingArguments, **extra) -> TrainingArguments:
+                       args_class=TrainingArguments, precision: str = "auto", **extra) -> TrainingArguments:
     on_cuda = device.startswith("cuda")
+    # bf16 mixed precision (autocast; the weights and AdamW states keep their fp32 copies); auto: on a GPU that can
+    bf16 = precision == "bf16" or (precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
     return args_class(
         output_dir=output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
         max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.0,
         lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
         seed=seed, data_seed=seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
         report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
-        bf16=on_cuda and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        bf16=bf16, dataloader_num_workers=0,
         optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False, **extra)

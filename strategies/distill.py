@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 from continual.errors import ContinualError
 from continual.training import CompletionCollator, tokenize_completions
@@ -95,7 +96,9 @@ class Distill(Strategy):
             batch = {k: v.to(mask.device) for k, v in self.collate(rows).items() if k != "labels"}
             with torch.no_grad():
                 t = self.teacher(**batch).logits
-            s = model(**batch).logits
+            # through the unwrapped model: a second forward of the DDP wrapper in one step would break its gradient
+            # sync, while this one's gradients join the same backward and are all-reduced with the rest
+            s = extract_model_from_parallel(model)(**batch).logits
             terms["distill_general_kl"] = self.config.weight * token_kl(t, s, batch["attention_mask"],
                                                                         self.config.temperature)
         return terms

@@ -9,6 +9,10 @@ and the weights are kept as the anchor. Every later step adds
 
 over the trainable parameters. With ``general`` the original model's Fisher on general English text (the
 strategies' split, disjoint from the probe's) anchors the original weights too, weighted by ``general_lambda``.
+
+Under data parallelism (accelerate launch) each process squares the gradients of its share of the (micro-)batches
+and the sums are all-reduced, so every process holds the same Fisher, equal to the single-process one up to the order
+of the float additions, for 1/N of the backward passes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
+from continual import distributed
 from continual.training import CompletionCollator, tokenize_completions
 from strategies.base import Strategy, trainable_parameters
 
@@ -36,7 +42,10 @@ class EWCOptions:
 
 def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: int = 64,
                     samples: int = 0) -> dict[str, torch.Tensor]:
-    """Mean over (micro-)batches of the squared gradient of the mean answer-token loss, per trainable parameter."""
+    """Mean over (micro-)batches of the squared gradient of the mean answer-token loss, per trainable parameter.
+
+    Data-parallel: each process takes every N-th micro-batch and the squared-gradient sums are added up across the
+    processes (all-reduce), then divided by the total number of micro-batches: the mean over all of them."""
     params = trainable_parameters(model)
     if samples:
         dataset = dataset.select(range(min(samples, len(dataset))))
@@ -46,9 +55,9 @@ def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: 
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     was_training = model.training
     model.eval()  # no dropout: the Fisher of the model as it is
-    batches = 0
+    starts = list(range(0, len(encoded), batch_size))
     try:
-        for start in range(0, len(encoded), batch_size):
+        for start in distributed.shard(starts):
             batch = collate([encoded[i] for i in range(start, min(start + batch_size, len(encoded)))])
             model.zero_grad(set_to_none=True)
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
@@ -56,11 +65,11 @@ def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: 
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach().float() ** 2
-            batches += 1
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    return {n: f / max(batches, 1) for n, f in fisher.items()}
+    distributed.all_reduce_sum(fisher)
+    return {n: f / max(len(starts), 1) for n, f in fisher.items()}
 
 
 class EWC(Strategy):
@@ -90,6 +99,7 @@ class EWC(Strategy):
 
     def penalty(self, model, fisher, anchor) -> torch.Tensor:
         total = None
+        model = extract_model_from_parallel(model)  # the trainer passes the DDP wrapper: names without "module."
         for n, p in model.named_parameters():
             if n in fisher and p.requires_grad:
                 term = (fisher[n] * (p - anchor[n]) ** 2).sum()

@@ -97,3 +97,43 @@ def test_non_finite_loss_stops_the_stage_with_a_clear_error(tiny, tmp_path):
     _, trainer, _ = make_trainer(tiny, tmp_path, steps=3, strategy=NanTerm(), recorder=LossRecorder("galaxy", "ewc"))
     with pytest.raises(TrainingDiverged, match=r"stage 'galaxy', step 1, strategy 'ewc'"):
         trainer.train()
+
+
+def lora_stage(tmp_path, checkpointing: bool):
+    import continual  # noqa: F401
+    from continual.models import load_model
+    from strategies.lora import Lora
+    loaded = load_model("tiny", seed=0)
+    torch.manual_seed(0)
+    model = Lora().setup(loaded.model)
+    args = training_arguments(3, 2, 1e-2, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
+                              max_grad_norm=1.0, progress=False, output_dir=str(tmp_path),
+                              activation_checkpointing=checkpointing)
+    recorder = LossRecorder("s", "lora")
+    StageTrainer(model=model, args=args, train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
+                 data_collator=CompletionCollator(loaded.tokenizer.pad_token_id), callbacks=[recorder]).train()
+    adapters = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return [r["loss"] for r in recorder.rows], adapters
+
+
+def test_gradient_checkpointing_trains_a_frozen_base_lora_model_to_the_same_numbers(tmp_path):
+    """Recomputing activations changes memory, not results (so the option is not part of a run's hash); with a
+    frozen base the adapters still receive gradients (non-reentrant checkpointing)."""
+    plain_losses, plain = lora_stage(tmp_path / "a", checkpointing=False)
+    ckpt_losses, ckpt = lora_stage(tmp_path / "b", checkpointing=True)
+    assert plain_losses[-1] != plain_losses[0]  # it trained
+    assert ckpt_losses == pytest.approx(plain_losses, rel=1e-6)
+    assert any(float(p.abs().sum()) > 0 for n, p in ckpt.items() if "lora_B" in n)  # B starts at zero
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7)
+
+
+def test_precision_option():
+    from continual.config import RunConfig
+    from continual.errors import ContinualError
+    common = dict(seed=0, device="cpu", scheduler="constant", warmup_steps=0, max_grad_norm=1.0, progress=False)
+    assert not training_arguments(1, 2, 1e-3, **common).bf16  # auto on CPU: fp32, as before
+    assert training_arguments(1, 2, 1e-3, precision="bf16", **common).bf16
+    assert not training_arguments(1, 2, 1e-3, precision="fp32", **common).bf16
+    with pytest.raises(ContinualError, match="precision must be auto, fp32 or bf16"):
+        RunConfig(precision="fp16")
