@@ -84,15 +84,20 @@ def load_config_file(path: str) -> dict:
 
 def cmd_list() -> None:
     from continual.models import ALIASES, DEFAULT_MODEL
-    from continual.streams import STREAMS
+    from continual.streams import STREAM_SOURCES, STREAMS
     from strategies import STRATEGIES, SUPPORTED_COMBINATIONS
-    print("streams:")
+    print("streams (--stream NAME or --stream FILE.yaml; --source offline|hub picks the data; sizes below are "
+          "the offline source's):")
     for name, (build, text) in STREAMS.items():
         stream = build(seed=0)
         print(f"  {name:<14} {text} [{stream.scenario}]")
+        for source, where in STREAM_SOURCES[name].items():
+            print(f"      {source + ':':<9}{where}")
         for task in stream.tasks:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in task.eval.items())
-            print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes})")
+            answers = task.classes or (task.eval[task.matrix_split][0]["candidates"] if task.kind == "choice" else [])
+            scored = "ROUGE-L F1" if task.kind == "generation" else "answers " + "/".join(a.strip() for a in answers)
+            print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes}; {scored})")
     print("strategies (combine with '+'; options: --strategy-option name.option=value):")
     for name, (cls, text) in STRATEGIES.items():
         print(f"  {name:<14} {text}")

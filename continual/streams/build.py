@@ -10,7 +10,6 @@ trained and evaluated.
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 
 from datasets import Dataset
@@ -32,8 +31,8 @@ def check_template(template: str, where: str, field: str = TEXT_FIELD) -> None:
 
 
 def shorten(text: str, max_words: int) -> str:
-    words = re.sub(r"\s+", " ", str(text)).strip().split(" ")
-    return " ".join(words[:max_words]) if max_words else " ".join(words)
+    words = str(text).split()  # any run of whitespace (newlines too) becomes one space
+    return " ".join(words[:max_words] if max_words else words)
 
 
 def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: str, train_size: int,
@@ -49,7 +48,8 @@ def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: 
     check_template(template, where)
     if not verbalizer:
         raise ContinualError(f"{where}: the verbalizer is empty; map each label to its answer text")
-    absent = sorted({str(lab) for lab in data["label"]} - {str(k) for k in verbalizer}) if len(data) else []
+    columns = data.select_columns(["text", "label"]).to_dict()  # plain lists: row access is slow on a Dataset
+    absent = sorted({str(lab) for lab in columns["label"]} - {str(k) for k in verbalizer})
     if absent:
         raise ContinualError(f"{where}: label(s) {', '.join(map(repr, absent[:5]))} are absent from the verbalizer "
                              f"({', '.join(map(repr, verbalizer))}); add them or filter the data")
@@ -64,7 +64,7 @@ def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: 
 
     by_class: dict[str, list[str]] = defaultdict(list)
     seen = set()
-    for text, label in zip(data["text"], data["label"]):
+    for text, label in zip(columns["text"], columns["label"]):
         short = shorten(text, max_words)
         if short and short not in seen:  # one copy of each text, so train and test never share one
             seen.add(short)
@@ -113,7 +113,8 @@ def generation_task(name: str, pairs: Dataset, train_size: int, test_size: int, 
     where = where or f"task '{name}'"
     check_template(template, where, "{prompt}")
     rows, seen = [], set()
-    for prompt, response in zip(pairs["prompt"], pairs["response"]):
+    columns = pairs.select_columns(["prompt", "response"]).to_dict()
+    for prompt, response in zip(columns["prompt"], columns["response"]):
         prompt, response = str(prompt).strip(), shorten(response, max_words)
         if prompt and response and prompt not in seen:
             seen.add(prompt)

