@@ -87,7 +87,8 @@ def test_eval_cap_limits_generation_too(tiny):
 
 
 def test_rouge_l_f1_values():
-    scores = rouge_l(["the cat sat", "the cat", "", "dogs run"], ["the cat sat", "the cat sat on", "a b", "dog running"])
+    scores = rouge_l(["the cat sat", "the cat", "", "dogs run"],
+                     ["the cat sat", "the cat sat on", "a b", "dog running"])
     assert scores[0] == 1.0 and scores[1] == pytest.approx(2 / 3) and scores[2] == 0.0
     assert scores[3] == 1.0  # Porter stemming: dogs/dog, run/running
 

@@ -164,10 +164,10 @@ def build_task(spec: dict, folder: Path, seed: int, where: str):
 def load_source(source, split: str, config, folder: Path, where: str):
     if not isinstance(source, str) or not source.strip():
         raise ContinualError(f"{where}: source must be a file path or hub:<dataset id>")
-    if source.startswith("hub:"):
-        return sources.load_hub(source[4:], split, config)
     path = Path(source)
     try:
+        if source.startswith("hub:"):
+            return sources.load_hub(source[4:], split, config)
         return sources.load_local(path if path.is_absolute() else folder / path)
     except ContinualError as exc:
         raise ContinualError(f"{where}: {exc}") from None

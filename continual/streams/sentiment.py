@@ -41,7 +41,8 @@ def sentiment_stream(seed: int = 0, source: str = "offline", tasks: list[str] | 
     table = OFFLINE if source == "offline" else HUB
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise ContinualError(f"sentiment ({source}) has no task(s) {', '.join(unknown)}; choose from {', '.join(table)}")
+        raise ContinualError(f"sentiment ({source}) has no task(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(table)}")
     built = []
     for name in names:
         loader, what = table[name]
