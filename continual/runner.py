@@ -39,6 +39,7 @@ from continual.probes.general_text import general_text
 from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
 from continual.streams import Stream, Task, get_stream
+from continual.streams.build import fit_to_length
 from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
                                 quiet_logs, tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
@@ -184,7 +185,7 @@ def run_one(config: RunConfig) -> RunResult:
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
     tokenizer, model = loaded.tokenizer, loaded.model.to(device)
-    stream = format_stream(stream, tokenizer, config.chat_template)
+    stream = fit_to_length(format_stream(stream, tokenizer, config.chat_template), tokenizer, config.max_length)
 
     stages = stage_plan(stream, strategy, config)
     names = [st.name for st in stages]

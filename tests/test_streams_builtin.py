@@ -102,3 +102,18 @@ def test_builders_reject_bad_templates_labels_and_sizes():
     pairs = Dataset.from_dict({"prompt": ["p1", "p2"], "response": ["r1", "r2"]})
     with pytest.raises(ContinualError, match="2 distinct prompts, fewer than test_size 5"):
         generation_task("g", pairs, 0, 5, 0)
+
+
+def test_training_prompts_are_trimmed_from_the_left_to_keep_the_answer(tiny):
+    from continual.streams.build import fit_to_length
+    from continual.training import tokenize_completions
+    stream = get_stream("sentiment", tasks=["editorials"])
+    long_before = stream.tasks[0].train["prompt"]
+    fit_to_length(stream, tiny.tokenizer, 40)  # the tiny tokenizer needs ~3 tokens a word
+    task = stream.tasks[0]
+    assert stream.options["training_prompts_trimmed_to_fit"] > 0
+    encoded = tokenize_completions(task.train, tiny.tokenizer, 40)
+    answer = len(tiny.tokenizer(" positive")["input_ids"])
+    assert min(sum(t != -100 for t in labels) for labels in encoded["labels"]) >= answer - 1
+    for before, after in zip(long_before, task.train["prompt"]):
+        assert before.endswith(after) and after.endswith("\nSentiment:")

@@ -136,3 +136,33 @@ def generation_task(name: str, pairs: Dataset, train_size: int, test_size: int, 
                               "reference": [r for _, r in test_rows]})
     return Task(name=name, train=train, eval={"test": test}, matrix_split="test", kind="generation",
                 description=description or f"{len(train_rows)} train, {len(test_rows)} test pairs")
+
+
+def fit_to_length(stream, tokenizer, max_length: int):
+    """Make every training example fit ``max_length`` tokens with its answer: training truncates on the right, so
+    a prompt that fills the window would leave no answer token to learn (a NaN loss for a batch of them). Words
+    are dropped from the start of such a prompt (the end holds the question and the answer cue); an answer that is
+    itself longer than the window keeps at least half of it. The number trimmed is recorded in stream.options."""
+    trimmed = 0
+
+    def fit(row):
+        nonlocal trimmed
+        prompt, completion = row["prompt"], row["completion"]
+        n_answer = len(tokenizer(prompt + completion)["input_ids"]) - len(tokenizer(prompt)["input_ids"])
+        budget = max(max_length - max(n_answer, 1), max_length // 2)
+        if len(tokenizer(prompt)["input_ids"]) <= budget:
+            return {"prompt": prompt}
+        words = prompt.split(" ")
+        lo, hi = 1, len(words) - 1  # the most words to drop; binary search for the fewest that fit
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer(" ".join(words[mid:]))["input_ids"]) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        trimmed += 1
+        return {"prompt": " ".join(words[lo:])}
+    for task in stream.tasks:
+        task.train = task.train.map(fit, load_from_cache_file=False)
+    stream.options = {**stream.options, "training_prompts_trimmed_to_fit": trimmed}
+    return stream
