@@ -7,7 +7,8 @@ apart from every class it has been taught so far, and from the task's own classe
 
 Generation tasks: ``accuracy`` holds the mean ROUGE-L F1 of greedy generations against the references (this is
 the value in the accuracy matrix, a score in [0, 1]); ``ref_loglik`` the mean per-token log-likelihood of the
-references. ``metric`` says which of the two kinds a row is.
+references. ``metric`` says which of the two kinds a row is. Generations stop at a newline, or after the split's
+longest reference plus SLACK_TOKENS tokens (at most MAX_NEW_TOKENS): a longer answer could only lower precision.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from datasets import Dataset
 from continual.generation import generate_greedy, reference_loglik, rouge_l
 from continual.scoring import score_candidates
 
-MAX_NEW_TOKENS = 48  # generated tokens per answer: instruction references are cut to 40 words
+MAX_NEW_TOKENS = 48  # generated tokens per answer at most: instruction references are cut to 40 words
+SLACK_TOKENS = 16  # and at most this many more than the split's longest reference
 
 
 def capped(dataset: Dataset, cap: int) -> Dataset:
@@ -70,8 +72,9 @@ def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress
     rows = []
     for name, ds in splits.items():
         prompts, references = ds["prompt"], ds["reference"]
-        generated = generate_greedy(model, tokenizer, prompts, MAX_NEW_TOKENS, batch_size=min(batch_size, 32),
-                                    progress=progress, desc=f"generate {task.name}")
+        longest = max((len(tokenizer(" " + r)["input_ids"]) for r in references), default=0)
+        generated = generate_greedy(model, tokenizer, prompts, min(MAX_NEW_TOKENS, longest + SLACK_TOKENS),
+                                    batch_size=min(batch_size, 32), progress=progress, desc=f"generate {task.name}")
         rouge = rouge_l(generated, references)
         loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress, f"eval {task.name}")
         rows.append({"after": after, "task": task.name, "split": name, "metric": "rougeL_f1",

@@ -14,10 +14,12 @@ SMALL = ["--strategy", "naive", "--model", "tiny", "--steps", "1", "--batch-size
          "--probe-tokens", "32", "--kl-tokens", "8", "--no-progress"]
 
 
-@pytest.mark.parametrize("stream", ["sentiment", "topics", "instructions", "mixed"])
-def test_every_builtin_stream_runs_on_the_tiny_model(tmp_path, stream):
+@pytest.mark.parametrize("stream,tasks", [("sentiment", "products,tweets"), ("topics", "reviews,stories"),
+                                          ("instructions", "trivia,ai"), ("mixed", "")])
+def test_every_builtin_stream_runs_on_the_tiny_model(tmp_path, stream, tasks):
+    """Two tasks of each (the mixed stream whole): every format, scenario and data source is exercised."""
     out = tmp_path / stream
-    assert main(["run", "--stream", stream, "--out", str(out), *SMALL]) == 0
+    assert main(["run", "--stream", stream, "--tasks", tasks, "--out", str(out), *SMALL]) == 0
     summary = json.loads((out / "summary.json").read_text())
     matrix = pd.read_csv(out / "matrix.csv", index_col="after")
     assert summary["status"] == "completed" and list(matrix.index) == ["base", *summary["tasks"]]
