@@ -15,6 +15,9 @@ from continual.errors import ContinualError
 
 # Fields that do not change any result: left out of the run's identity hash.
 NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint")
+# Fields added after runs were recorded: hashed only when they differ from their default, so that a run directory
+# written before them keeps its identity (and resumes).
+HASHED_UNLESS_DEFAULT = {"source": "offline", "order": "given"}
 
 
 def _help(text: str, **kw):
@@ -109,7 +112,8 @@ class RunConfig:
             raise ContinualError("order must be given, reversed, random or a comma-separated list of tasks")
 
     def identity(self) -> dict:
-        identity = {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in NOT_HASHED and HASHED_UNLESS_DEFAULT.get(k, object()) != v}
         if self.stream.lower().endswith((".yaml", ".yml")) and os.path.isfile(self.stream):
             # a custom stream is its file's content, not its path: an edited file is another run
             with open(self.stream, "rb") as f:
