@@ -116,6 +116,9 @@ def print_result(result) -> None:
     print(f"\n== {s['stream']} / {s['strategy']} / {s['model']} (seed {s['seed']}) -> {result.path}")
     print("accuracy matrix R[after stage, task] (matrix split; row 'base' = the model before any stage):")
     print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}"))
+    rouge = [t for t, m in s.get("matrix_metric", {}).items() if m == "rougeL_f1"]
+    if rouge:
+        print(f"(ROUGE-L F1 of greedy generations for {', '.join(rouge)}; accuracy for the others)")
     other = sorted(set(result.scores["split"]) - set(s["matrix_split"].values()))
     for split in other:
         print(f"\n{split} split:")

@@ -16,8 +16,10 @@ SMALL = ["--strategy", "naive", "--model", "tiny", "--steps", "1", "--batch-size
 
 @pytest.mark.parametrize("stream,tasks", [("sentiment", "products,tweets"), ("topics", "reviews,stories"),
                                           ("instructions", "trivia,ai"), ("mixed", "")])
-def test_every_builtin_stream_runs_on_the_tiny_model(tmp_path, stream, tasks):
+def test_every_builtin_stream_runs_on_the_tiny_model(tmp_path, monkeypatch, stream, tasks):
     """Two tasks of each (the mixed stream whole): every format, scenario and data source is exercised."""
+    import continual.evaluation
+    monkeypatch.setattr(continual.evaluation, "MAX_NEW_TOKENS", 8)  # the random tiny model never stops by itself
     out = tmp_path / stream
     assert main(["run", "--stream", stream, "--tasks", tasks, "--out", str(out), *SMALL]) == 0
     summary = json.loads((out / "summary.json").read_text())
