@@ -89,7 +89,11 @@ def cmd_list() -> None:
     print("streams (--stream NAME or --stream FILE.yaml; --source offline|hub picks the data; sizes below are "
           "the offline source's):")
     for name, (build, text) in STREAMS.items():
-        stream = build(seed=0)
+        try:
+            stream = build(seed=0)
+        except ContinualError as exc:  # e.g. offline data not installed: say so and list the rest
+            print(f"  {name:<14} {text}\n      offline data unavailable: {exc}")
+            continue
         print(f"  {name:<14} {text} [{stream.scenario}]")
         for source, where in STREAM_SOURCES[name].items():
             print(f"      {source + ':':<9}{where}")

@@ -176,7 +176,8 @@ def map_classes(dataset: Dataset, text: str | list[str], label: str, names: dict
             continue
         parts = [str(columns[c][i]).strip() for c in text_columns
                  if columns[c][i] is not None and str(columns[c][i]).strip()]
-        texts.append(" ".join(p if p[-1] in ".!?" or p is parts[-1] else p + "." for p in parts))
+        # "Great CD" + "I loved it" -> "Great CD. I loved it": a title reads as its own sentence
+        texts.append(" ".join(p if k == len(parts) - 1 or p[-1] in ".!?" else p + "." for k, p in enumerate(parts)))
         labels.append(names[value])
     return _labelled(texts, labels)
 
