@@ -117,3 +117,23 @@ def test_training_prompts_are_trimmed_from_the_left_to_keep_the_answer(tiny):
     assert min(sum(t != -100 for t in labels) for labels in encoded["labels"]) >= answer - 1
     for before, after in zip(long_before, task.train["prompt"]):
         assert before.endswith(after) and after.endswith("\nSentiment:")
+
+
+def test_list_shows_streams_tasks_sizes_and_sources(capsys, tmp_path, monkeypatch):
+    from continual.cli import main
+    from continual.streams import sources
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "  topics         text classification, two new labels per task [class-incremental" in out
+    assert "    - reviews: movie-review vs product-review snippets (VADER corpus): 300 train, 200 test" in out
+    assert "answers film/product" in out and "ROUGE-L F1" in out
+    assert "hub:     fancyzhx/ag_news" in out and "offline: chatterbot-corpus 1.3.3" in out
+    monkeypatch.setenv("CONTINUAL_DATA_DIR", str(tmp_path))  # no VADER archive there
+    sources._vader_files.cache_clear()
+    try:
+        assert main(["list"]) == 0
+        out = capsys.readouterr().out
+    finally:
+        sources._vader_files.cache_clear()
+    assert out.count("offline data unavailable") == 2  # sentiment and topics; mixed needs no VADER data
+    assert "    - hogwarts:" in out and "    - trivia:" in out and "    - sentiment:movies:" in out
