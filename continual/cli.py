@@ -84,15 +84,24 @@ def load_config_file(path: str) -> dict:
 
 def cmd_list() -> None:
     from continual.models import ALIASES, DEFAULT_MODEL
-    from continual.streams import STREAMS
+    from continual.streams import STREAM_SOURCES, STREAMS
     from strategies import STRATEGIES, SUPPORTED_COMBINATIONS
-    print("streams:")
+    print("streams (--stream NAME or --stream FILE.yaml; --source offline|hub picks the data; sizes below are "
+          "the offline source's):")
     for name, (build, text) in STREAMS.items():
-        stream = build(seed=0)
+        try:
+            stream = build(seed=0)
+        except ContinualError as exc:  # e.g. offline data not installed: say so and list the rest
+            print(f"  {name:<14} {text}\n      offline data unavailable: {exc}")
+            continue
         print(f"  {name:<14} {text} [{stream.scenario}]")
+        for source, where in STREAM_SOURCES[name].items():
+            print(f"      {source + ':':<9}{where}")
         for task in stream.tasks:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in task.eval.items())
-            print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes})")
+            answers = task.classes or (task.eval[task.matrix_split][0]["candidates"] if task.kind == "choice" else [])
+            scored = "ROUGE-L F1" if task.kind == "generation" else "answers " + "/".join(a.strip() for a in answers)
+            print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes}; {scored})")
     print("strategies (combine with '+'; options: --strategy-option name.option=value):")
     for name, (cls, text) in STRATEGIES.items():
         print(f"  {name:<14} {text}")
@@ -111,6 +120,9 @@ def print_result(result) -> None:
     print(f"\n== {s['stream']} / {s['strategy']} / {s['model']} (seed {s['seed']}) -> {result.path}")
     print("accuracy matrix R[after stage, task] (matrix split; row 'base' = the model before any stage):")
     print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}"))
+    rouge = [t for t, m in s.get("matrix_metric", {}).items() if m == "rougeL_f1"]
+    if rouge:
+        print(f"(ROUGE-L F1 of greedy generations for {', '.join(rouge)}; accuracy for the others)")
     other = sorted(set(result.scores["split"]) - set(s["matrix_split"].values()))
     for split in other:
         print(f"\n{split} split:")

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 from continual.errors import ContinualError
 
 # Fields that do not change any result: left out of the run's identity hash.
 NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint", "gradient_checkpointing")
+# Fields added after runs were recorded: hashed only when they differ from their default, so that a run directory
+# written before them keeps its identity (and resumes).
+HASHED_UNLESS_DEFAULT = {"source": "offline", "order": "given", "precision": "auto"}
 
 
 def _help(text: str, **kw):
@@ -22,7 +26,10 @@ def _help(text: str, **kw):
 
 @dataclass
 class RunConfig:
-    stream: str = _help("task stream (see `continual list`)", default="facts")
+    stream: str = _help("task stream (see `continual list`), or a stream .yaml file (see continual/streams/custom.py)",
+                        default="facts")
+    source: str = _help("where built-in streams read their data: offline (packaged data, no network) or hub "
+                        "(the Hugging Face datasets)", default="offline")
     strategy: str = _help("continual-learning strategy; several, comma-separated, run one after another into "
                           "OUT/<strategy>/", default="naive")
     model: str = _help("model alias (smollm2-135m, tiny), local folder or Hugging Face hub id",
@@ -31,6 +38,8 @@ class RunConfig:
                      default="runs/facts-naive")
     tasks: str = _help("comma-separated task names to train, in this order (default: the stream's tasks, in its "
                        "order)", default="")
+    order: str = _help("training order of the tasks: given, reversed, random (by --seed) or a comma-separated "
+                       "list of the tasks", default="given")
     seed: int = _help("seed for data splits, initialisation and training order", default=0)
     steps: int = _help("optimizer steps per stage", default=80)
     batch_size: int = _help("training examples per optimizer step", default=8)
@@ -104,9 +113,20 @@ class RunConfig:
             raise ContinualError(f"unknown probe text '{self.probe_text}'; choose one of: {', '.join(SOURCES)}")
         if not self.out:
             raise ContinualError("out must name a run directory")
+        from continual.streams.sources import SOURCES as DATA_SOURCES
+        if self.source not in DATA_SOURCES:
+            raise ContinualError(f"unknown source '{self.source}'; choose one of: {', '.join(DATA_SOURCES)}")
+        if not self.order.strip():
+            raise ContinualError("order must be given, reversed, random or a comma-separated list of tasks")
 
     def identity(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in NOT_HASHED and HASHED_UNLESS_DEFAULT.get(k, object()) != v}
+        if self.stream.lower().endswith((".yaml", ".yml")) and os.path.isfile(self.stream):
+            # a custom stream is its file's content, not its path: an edited file is another run
+            with open(self.stream, "rb") as f:
+                identity["stream_file_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        return identity
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from continual.probes.general_text import general_text
 from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
 from continual.streams import Stream, Task, get_stream
+from continual.streams.build import fit_to_length
 from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
                                 quiet_logs, tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
@@ -114,17 +116,38 @@ def resolve_device(device: str) -> str:
 
 
 def stream_for(config: RunConfig) -> Stream:
-    options = {"camp_size": config.camp_size} if config.stream == "facts" else {}
-    stream = get_stream(config.stream, seed=config.seed, **options)
+    """The stream of a config: built from its source, tasks picked by --tasks, then ordered by --order."""
+    options = {"camp_size": config.camp_size} if config.stream in ("facts", "mixed") else {}
+    stream = get_stream(config.stream, seed=config.seed, source=config.source, **options)
+    by_name = {t.name: t for t in stream.tasks}
     if config.tasks:
         names = [t.strip() for t in config.tasks.split(",")]
-        by_name = {t.name: t for t in stream.tasks}
         unknown = [n for n in names if n not in by_name]
         if unknown or len(set(names)) != len(names):
             raise ContinualError(f"--tasks '{config.tasks}' must name distinct tasks of stream '{stream.name}': "
                                  f"{', '.join(by_name)}")
         stream.tasks = [by_name[n] for n in names]
+    stream.tasks = ordered(stream.tasks, config.order, config.seed)
     return stream
+
+
+def ordered(tasks: list[Task], order: str, seed: int) -> list[Task]:
+    """given (as listed), reversed, random (shuffled by the seed) or an explicit comma-separated list of every
+    task. The order changes results (which task is forgotten), so it is part of the run's identity."""
+    if order == "given":
+        return list(tasks)
+    if order == "reversed":
+        return tasks[::-1]
+    if order == "random":
+        shuffled = list(tasks)
+        random.Random(f"order:{seed}").shuffle(shuffled)
+        return shuffled
+    names = [n.strip() for n in order.split(",")]
+    by_name = {t.name: t for t in tasks}
+    if sorted(names) != sorted(by_name):
+        raise ContinualError(f"--order '{order}' must be given, reversed, random or a comma-separated list of "
+                             f"exactly these tasks: {', '.join(by_name)}")
+    return [by_name[n] for n in names]
 
 
 def format_stream(stream: Stream, tokenizer, chat: bool) -> Stream:
@@ -139,9 +162,13 @@ def format_stream(stream: Stream, tokenizer, chat: bool) -> Stream:
                                              add_generation_prompt=True)
     for task in stream.tasks:
         task.train = task.train.map(lambda r: {"prompt": wrap(r["prompt"]), "completion": r["completion"].lstrip()})
+        if task.kind == "generation":
+            task.eval = {k: ds.map(lambda r: {"prompt": wrap(r["prompt"])}) for k, ds in task.eval.items()}
+            continue
         task.eval = {k: ds.map(lambda r: {"prompt": wrap(r["prompt"]),
                                           "candidates": [c.lstrip() for c in r["candidates"]]})
                      for k, ds in task.eval.items()}
+        task.classes = [c.lstrip() for c in task.classes]
     return stream
 
 
@@ -184,7 +211,7 @@ def run_one(config: RunConfig) -> RunResult:
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
     tokenizer, model = loaded.tokenizer, loaded.model.to(distributed.local_device(device))
-    stream = format_stream(stream, tokenizer, config.chat_template)
+    stream = fit_to_length(format_stream(stream, tokenizer, config.chat_template), tokenizer, config.max_length)
 
     stages = stage_plan(stream, strategy, config)
     names = [st.name for st in stages]
@@ -225,7 +252,7 @@ def run_one(config: RunConfig) -> RunResult:
             probes = probes[probes["after"].isin(kept)].to_dict("records")
             losses = losses[losses["stage"].isin(kept)].to_dict("records") if losses is not None else []
         else:
-            scores = evaluate_stream(model, tokenizer, stream, strategy, "base", config.eval_cap,
+            scores = evaluate_stream(model, tokenizer, stream, strategy, "base", -1, config.eval_cap,
                                      config.eval_batch_size, config.progress)
             probes, losses = [{"after": "base", **base_probe}], []
         times = {}
@@ -240,7 +267,8 @@ def run_one(config: RunConfig) -> RunResult:
             t0 = time.time()
             losses += _train_stage(model, tokenizer, strategy, ctx, config, stage.steps)
             t1 = time.time()
-            scores += evaluate_stream(model, tokenizer, stream, strategy, stage.name, config.eval_cap,
+            seen = len(stream.tasks) - 1 if stage.name == "joint" else i  # joint's one stage has seen every task
+            scores += evaluate_stream(model, tokenizer, stream, strategy, stage.name, seen, config.eval_cap,
                                       config.eval_batch_size, config.progress)
             with strategy.eval_model(model, i) as deployed:  # the model as deployed after stage i
                 probes.append({"after": stage.name, **probe.measure(deployed)})
@@ -273,7 +301,10 @@ class Stage:
 
 def stage_plan(stream: Stream, strategy, config: RunConfig) -> list[Stage]:
     if getattr(strategy, "joint", False):  # one stage on every task at once, as many steps as all stages
-        pooled = Task(name="joint", train=concatenate_datasets([t.train for t in stream.tasks]),
+        # tasks of different formats hold different extra columns (DPO's rejected answers): pool the shared ones
+        shared = [c for c in stream.tasks[0].train.column_names
+                  if all(c in t.train.column_names for t in stream.tasks)]
+        pooled = Task(name="joint", train=concatenate_datasets([t.train.select_columns(shared) for t in stream.tasks]),
                       eval=stream.tasks[0].eval, matrix_split=stream.tasks[0].matrix_split,
                       description="all tasks of the stream")
         return [Stage("joint", pooled, config.steps * len(stream.tasks))]
@@ -361,6 +392,7 @@ def _summary(config, run_dir, stream, names, scores, probes, trainable, total, s
         "probe_base": {k: probes[0][k] for k in ("cloze", "cloze_norm", "perplexity")},
         "base_scores": dict(zip(tasks, b.tolist())),
         "conventions": CONVENTIONS, "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
+        "matrix_metric": {t.name: "rougeL_f1" if t.kind == "generation" else "accuracy" for t in stream.tasks},
         "trainable_parameters": trainable, "total_parameters": total,
         "wall_time_s": time.time() - started, "stage_times_s": times,
         "peak_memory_mb": memory, "peak_memory_kind": memory_kind, "device": device,

@@ -1,8 +1,13 @@
 """What a stream is made of: tasks with training examples and scored evaluation splits.
 
-Training examples are (prompt, completion) pairs: the loss falls on the completion only. Evaluation examples are
-(prompt, candidates, label): the model's answer is the candidate with the highest log-probability after the prompt.
-Both are ``datasets.Dataset`` objects so that any Hugging Face tooling applies to them.
+Training examples are (prompt, completion) pairs: the loss falls on the completion only. A task is of one of two
+kinds, which decides its evaluation examples:
+
+  choice      (prompt, candidates, label): the model's answer is the candidate with the highest log-probability
+              after the prompt. ``classes`` lists the task's verbalised labels when the stream is class-incremental.
+  generation  (prompt, reference): the model's greedy continuation is compared with the reference (ROUGE-L F1).
+
+All are ``datasets.Dataset`` objects so that any Hugging Face tooling applies to them.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from datasets import Dataset
 class Task:
     name: str
     train: Dataset  # columns: prompt, completion
-    eval: dict[str, Dataset]  # split name -> columns: prompt, candidates, label
+    eval: dict[str, Dataset]  # split name -> columns: prompt, candidates, label (choice) or prompt, reference
     matrix_split: str = "train"  # the eval split whose accuracy fills the accuracy matrix
     description: str = ""
+    kind: str = "choice"  # "choice" or "generation"
+    classes: list[str] = field(default_factory=list)  # verbalised labels of this task (class-incremental streams)
 
     def __post_init__(self):
         if self.matrix_split not in self.eval:
             raise ValueError(f"task {self.name}: matrix split '{self.matrix_split}' is not among {list(self.eval)}")
+        if self.kind not in ("choice", "generation"):
+            raise ValueError(f"task {self.name}: kind must be 'choice' or 'generation', got '{self.kind}'")
 
 
 @dataclass
@@ -36,3 +45,19 @@ class Stream:
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    @property
+    def class_incremental(self) -> bool:
+        return self.scenario.startswith("class-incremental")
+
+    def label_space(self, task: int, seen: int) -> list[str] | None:
+        """The candidates task ``task`` is scored over once the model has been trained on tasks 0..``seen``
+        (-1: the base model): in a class-incremental stream, the labels of tasks 0..max(seen, task) in stream
+        order, so that a task's own labels are always there and forward transfer stays measurable. None: the
+        task's own candidates (task- and domain-incremental streams)."""
+        if not self.class_incremental:
+            return None
+        labels: list[str] = []
+        for t in self.tasks[:max(seen, task) + 1]:
+            labels += [c for c in t.classes if c not in labels]
+        return labels

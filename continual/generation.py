@@ -1,0 +1,73 @@
+"""Scoring free-text answers: batched greedy generation and ROUGE-L F1 against references.
+
+Prompts are left-padded so that every row of a batch ends at the same position and generation continues all rows
+in step (transformers' ``generate`` with an attention mask). Decoding is greedy (deterministic) and capped at
+``max_new_tokens``; a generation ends at the model's end-of-sequence token or its first newline (instruction tasks
+train responses as one line followed by a newline).
+
+ROUGE-L F1 (Lin 2004; the ``rouge_score`` package, Porter-stemmed, as commonly reported) lies in [0, 1]. The mean
+per-token log-likelihood of the reference given the prompt is computed with the batched scorer beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from continual.scoring import model_device, score_candidates
+
+
+@torch.inference_mode()
+def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 16,
+                    progress: bool = False, desc: str = "generating") -> list[str]:
+    """The greedy continuation of every prompt up to its first newline, without surrounding spaces."""
+    if not prompts:
+        return []
+    device = model_device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
+    outputs: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding: the prompt ends where generation starts
+                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]):] = 1
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                 eos_token_id=tokenizer.eos_token_id, num_beams=1,
+                                 stop_strings=["\n"], tokenizer=tokenizer)  # a row stops at its newline
+            for row, i in enumerate(batch):
+                text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+                outputs[i] = text.split("\n", 1)[0].strip()
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+_scorer = None
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
+    """ROUGE-L F1 of each prediction against its reference."""
+    global _scorer
+    if _scorer is None:
+        from rouge_score import rouge_scorer
+        _scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return np.array([_scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)],
+                    dtype=np.float64)
+
+
+def reference_loglik(model, tokenizer, prompts: list[str], references: list[str], batch_size: int = 64,
+                     progress: bool = False, desc: str = "reference log-likelihood") -> np.ndarray:
+    """Mean per-token log-probability of each reference (with its leading space) after its prompt."""
+    scores = score_candidates(model, tokenizer, prompts, [[" " + r] for r in references], batch_size=batch_size,
+                              progress=progress, desc=desc)
+    return np.array([lp[0] / n[0] for lp, n in zip(scores.logprob, scores.n_tokens)], dtype=np.float64)

@@ -1,0 +1,168 @@
+"""Turn loaded data into tasks: balanced, deterministic splits of labelled text (choice tasks) or of
+prompt/response pairs (generation tasks).
+
+Splits are drawn with a random.Random seeded by (seed, task name): the same seed gives the same examples on every
+machine. Texts are cut to ``max_words`` words so that prompt and answer fit the default training length (64
+tokens) and the answer is never truncated away; texts are de-duplicated before splitting, so no example is both
+trained and evaluated.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from datasets import Dataset
+
+from continual.errors import ContinualError
+from continual.streams.task import Task
+
+TEXT_FIELD = "{text}"
+
+
+def check_template(template: str, where: str, field: str = TEXT_FIELD) -> None:
+    if field not in template:
+        raise ContinualError(f"{where}: prompt template {template!r} lacks the placeholder {field}")
+    try:
+        template.replace(field, "").format()
+    except (IndexError, KeyError, ValueError):
+        raise ContinualError(f"{where}: prompt template {template!r} may only hold the placeholder {field} (write "
+                             "literal braces as {{ and }})") from None
+
+
+def shorten(text: str, max_words: int) -> str:
+    words = str(text).split()  # any run of whitespace (newlines too) becomes one space
+    return " ".join(words[:max_words] if max_words else words)
+
+
+def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: str, train_size: int,
+                test_size: int, seed: int, description: str = "", max_words: int = 32,
+                where: str | None = None) -> Task:
+    """A classification task scored by candidate log-probability.
+
+    ``data`` has columns text and label (the source's class names); ``verbalizer`` maps every class name to the
+    answer text (e.g. {"positive": " positive"}), in candidate order. Each split holds the same number of examples
+    of every class (train_size and test_size are split evenly; a remainder is dropped).
+    """
+    where = where or f"task '{name}'"
+    check_template(template, where)
+    if not verbalizer:
+        raise ContinualError(f"{where}: the verbalizer is empty; map each label to its answer text")
+    columns = data.select_columns(["text", "label"]).to_dict()  # plain lists: row access is slow on a Dataset
+    absent = sorted({str(lab) for lab in columns["label"]} - {str(k) for k in verbalizer})
+    if absent:
+        raise ContinualError(f"{where}: label(s) {', '.join(map(repr, absent[:5]))} are absent from the verbalizer "
+                             f"({', '.join(map(repr, verbalizer))}); add them or filter the data")
+    classes = list(verbalizer)
+    verbal = {str(k): v for k, v in verbalizer.items()}
+    if len(set(verbal.values())) != len(verbal):
+        raise ContinualError(f"{where}: two labels share one answer text in the verbalizer {verbalizer}")
+    per_train, per_test = train_size // len(classes), test_size // len(classes)
+    if per_train < 1 or per_test < 1:
+        raise ContinualError(f"{where}: train_size {train_size} and test_size {test_size} must give each of the "
+                             f"{len(classes)} labels at least one example")
+
+    by_class: dict[str, list[str]] = defaultdict(list)
+    seen = set()
+    for text, label in zip(columns["text"], columns["label"]):
+        short = shorten(text, max_words)
+        if short and short not in seen:  # one copy of each text, so train and test never share one
+            seen.add(short)
+            by_class[str(label)].append(short)
+    rng = random.Random(f"{name}:{seed}")
+    train_rows, test_rows = [], []
+    for index, label in enumerate(map(str, classes)):
+        pool = by_class.get(label, [])
+        if len(pool) < per_train + per_test:
+            raise ContinualError(f"{where}: label {label!r} has {len(pool)} distinct examples, fewer than the "
+                                 f"{per_train + per_test} needed ({per_train} train + {per_test} test per label); "
+                                 "lower train_size/test_size")
+        pool = sorted(pool)  # the source's order does not matter, only the seed does
+        rng.shuffle(pool)
+        test_rows += [(t, index) for t in pool[:per_test]]
+        train_rows += [(t, index) for t in pool[per_test:per_test + per_train]]
+    rng.shuffle(train_rows)
+    rng.shuffle(test_rows)
+
+    candidates = [verbal[str(c)] for c in classes]
+    train = Dataset.from_dict({
+        "prompt": [template.replace(TEXT_FIELD, t) for t, _ in train_rows],
+        "completion": [candidates[i] for _, i in train_rows],
+        "rejected": [rng.choice(candidates[:i] + candidates[i + 1:]) for _, i in train_rows],  # for DPO
+    })
+    test = Dataset.from_dict({
+        "prompt": [template.replace(TEXT_FIELD, t) for t, _ in test_rows],
+        "candidates": [candidates] * len(test_rows),
+        "label": [i for _, i in test_rows],
+    })
+    return Task(name=name, train=train, eval={"test": test}, matrix_split="test", kind="choice",
+                classes=candidates, description=description or f"{len(classes)} labels, {len(train_rows)} train, "
+                                                                 f"{len(test_rows)} test")
+
+
+INSTRUCTION_TEMPLATE = "Instruction: {prompt}\nResponse:"
+
+
+def generation_task(name: str, pairs: Dataset, train_size: int, test_size: int, seed: int, description: str = "",
+                    template: str = INSTRUCTION_TEMPLATE, max_words: int = 40, where: str | None = None) -> Task:
+    """An instruction task: train on (prompt, response), score greedy generations against held-out responses.
+
+    Responses are put on one line (whitespace collapsed) and end with a newline in training, so a generation ends
+    at its first newline. ``train_size`` 0 trains on every pair not held out for testing.
+    """
+    where = where or f"task '{name}'"
+    check_template(template, where, "{prompt}")
+    rows, seen = [], set()
+    columns = pairs.select_columns(["prompt", "response"]).to_dict()
+    for prompt, response in zip(columns["prompt"], columns["response"]):
+        prompt, response = str(prompt).strip(), shorten(response, max_words)
+        if prompt and response and prompt not in seen:
+            seen.add(prompt)
+            rows.append((prompt, response))
+    if len(rows) < test_size + 1:
+        raise ContinualError(f"{where}: {len(rows)} distinct prompts, fewer than test_size {test_size} + 1 for "
+                             "training; lower test_size")
+    rows.sort()
+    rng = random.Random(f"{name}:{seed}")
+    rng.shuffle(rows)
+    test_rows = rows[:test_size]
+    train_rows = rows[test_size:test_size + train_size] if train_size else rows[test_size:]
+
+    def prompt_of(p):
+        return template.replace("{prompt}", p)
+    train = Dataset.from_dict({"prompt": [prompt_of(p) for p, _ in train_rows],
+                               "completion": [f" {r}\n" for _, r in train_rows]})
+    test = Dataset.from_dict({"prompt": [prompt_of(p) for p, _ in test_rows],
+                              "reference": [r for _, r in test_rows]})
+    return Task(name=name, train=train, eval={"test": test}, matrix_split="test", kind="generation",
+                description=description or f"{len(train_rows)} train, {len(test_rows)} test pairs")
+
+
+def fit_to_length(stream, tokenizer, max_length: int):
+    """Make every training example fit ``max_length`` tokens with its answer: training truncates on the right, so
+    a prompt that fills the window would leave no answer token to learn (a NaN loss for a batch of them). Words
+    are dropped from the start of such a prompt (the end holds the question and the answer cue); an answer that is
+    itself longer than the window keeps at least half of it. The number trimmed is recorded in stream.options."""
+    trimmed = 0
+
+    def fit(row):
+        nonlocal trimmed
+        prompt, completion = row["prompt"], row["completion"]
+        n_answer = len(tokenizer(prompt + completion)["input_ids"]) - len(tokenizer(prompt)["input_ids"])
+        budget = max(max_length - max(n_answer, 1), max_length // 2)
+        if len(tokenizer(prompt)["input_ids"]) <= budget:
+            return {"prompt": prompt}
+        words = prompt.split(" ")
+        lo, hi = 1, len(words) - 1  # the most words to drop; binary search for the fewest that fit
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer(" ".join(words[mid:]))["input_ids"]) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        trimmed += 1
+        return {"prompt": " ".join(words[lo:])}
+    for task in stream.tasks:
+        task.train = task.train.map(fit, load_from_cache_file=False)
+    stream.options = {**stream.options, "training_prompts_trimmed_to_fit": trimmed}
+    return stream

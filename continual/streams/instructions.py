@@ -1,0 +1,61 @@
+"""The instructions stream: task-incremental instruction tuning, one instruction category per task.
+
+Training is on the response only (prompt/completion examples). Each task is scored by ROUGE-L F1 between greedy
+generations and the reference responses of held-out prompts (continual/generation.py); the mean per-token
+log-likelihood of the reference is recorded beside it.
+
+offline (default): chatterbot-corpus English conversations by category (consecutive turns as prompt -> response,
+    one response per distinct prompt): trivia, emotion, conversations, ai.
+hub: databricks-dolly-15k categories (open_qa, classification, creative_writing), then tatsu-lab/alpaca.
+"""
+
+from __future__ import annotations
+
+from continual.errors import ContinualError
+from continual.streams import sources
+from continual.streams.build import generation_task
+from continual.streams.task import Stream
+
+OFFLINE = {"trivia": "general-knowledge questions with short answers",
+           "emotion": "remarks about feelings and the replies of a chatbot",
+           "conversations": "small talk",
+           "ai": "questions about artificial intelligence and the bot itself"}
+HUB = {"open_qa": "dolly-15k open_qa", "classification": "dolly-15k classification",
+       "creative_writing": "dolly-15k creative_writing", "alpaca": "tatsu-lab/alpaca"}
+
+
+def task_names(source: str) -> list[str]:
+    return list(OFFLINE if source == "offline" else HUB)
+
+
+def instructions_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None, train_size: int = 0,
+                        test_size: int = 25) -> Stream:
+    """``train_size`` 0: every pair not held out (offline categories hold 60-280 prompts); hub tasks take 400."""
+    if source not in sources.SOURCES:
+        raise ContinualError(f"unknown source '{source}'; choose one of: {', '.join(sources.SOURCES)}")
+    table = OFFLINE if source == "offline" else HUB
+    names = tasks or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ContinualError(f"instructions ({source}) has no task(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(table)}")
+    if source == "hub":
+        train_size = train_size or 400
+        dolly = None
+        if any(n != "alpaca" for n in names):
+            dolly = sources.dolly_pairs(sources.load_hub(*sources.HUB_DOLLY))
+    built = []
+    for name in names:
+        if source == "offline":
+            pairs = sources.chatterbot_pairs(name)
+        elif name == "alpaca":
+            alpaca = sources.load_hub(*sources.HUB_ALPACA)
+            pairs = sources.alpaca_pairs(alpaca.shuffle(seed=seed).select(range(min(len(alpaca), 4000))))
+        else:
+            pairs = dolly.filter(lambda r, c=name: r["category"] == c)
+        task = generation_task(name, pairs, train_size, test_size, seed)
+        task.description = f"{table[name]}: {len(task.train)} train, {len(task.eval['test'])} test pairs"
+        built.append(task)
+    return Stream("instructions", built, scenario="task-incremental (one instruction category per task)",
+                  description="instruction -> response pairs, one category per task (score: ROUGE-L F1)",
+                  options={"source": source, "tasks": names, "train_size": train_size, "test_size": test_size})
