@@ -62,12 +62,6 @@ class Run:
     probe: pd.DataFrame
 
     @property
-    def label(self) -> str:
-        s = self.summary
-        return f"{s['strategy']} lr={s['lr']:g} seed={s['seed']}" + ("" if self.default_order else
-                                                                     f" order={','.join(s['tasks'])}")
-
-    @property
     def default_order(self) -> bool:
         return not self.config.get("tasks")
 

@@ -34,7 +34,6 @@ from continual.compare import BASE_LABEL, Run, compare_table, find_runs, group_l
 from continual.errors import ContinualError
 from continual.results import write_atomic
 
-PLOT_KINDS = ("matrix", "forgetting_curves", "probe", "learning_vs_forgetting", "relation_graph")
 sns.set_theme(style="whitegrid", context="notebook")
 
 
