@@ -1,4 +1,5 @@
-"""The ``continual`` command line: ``run`` (a stream under one or more strategies) and ``list``.
+"""The ``continual`` command line: ``run`` (a stream under one or more strategies), ``list``, and ``plot``,
+``compare``, ``report`` over finished run directories.
 
 Every RunConfig field is a flag of ``run`` (``--batch-size 8``, ``--chat-template/--no-chat-template``). Bad input
 ends with one ``continual: error: ...`` line and exit status 2.
@@ -37,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
                              help=f"{f.metadata['help']} (default: {default})")
     sub.add_parser("list", help="built-in streams, strategies and model aliases")
+    for name, text, out in (
+            ("plot", "forgetting plots (PNG + SVG) of run directories", "folder for the plots (default: RUN/plots "
+             "for one run, else DIR/plots of the first DIR)"),
+            ("compare", "strategy x metric table (Markdown, CSV, LaTeX) over run directories, mean ± 95%% "
+             "t-interval over seeds", "folder for comparison.md/.csv/.tex (default: the first DIR)"),
+            ("report", "one self-contained HTML report (tables, plots, run configs) of run directories",
+             "HTML file to write (default: DIR/report.html of the first DIR)")):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them "
+                         "(searched recursively)")
+        cmd.add_argument("--out", default=None, help=out)
     return parser
 
 
@@ -145,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             cmd_list()
+            return 0
+        if args.command in ("plot", "compare", "report"):
+            from continual import compare, plots, report
+            {"plot": plots.cmd_plot, "compare": compare.cmd_compare, "report": report.cmd_report}[args.command](
+                args.dirs, args.out)
             return 0
         from continual.runner import run
         options = load_config_file(args.config) if args.config else {}

@@ -37,6 +37,7 @@ from continual.errors import ContinualError
 from continual.evaluation import evaluate_stream
 from continual.metrics import CONVENTIONS, summarise
 from continual.models import load_model, parameter_counts
+from continual.predictions import predict_stream
 from continual.probes.general_text import general_text
 from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
@@ -276,6 +277,9 @@ def run_one(config: RunConfig) -> RunResult:
             _write_results(run_dir, stream, names, scores, probes, losses)
             _save_checkpoint(run_dir, model, strategy, i)
 
+        run_dir.write_csv("predictions.csv", predict_stream(model, tokenizer, stream, strategy, names[-1],
+                                                           len(stream.tasks) - 1, config.eval_cap,
+                                                           config.eval_batch_size))
         result_summary = _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device,
                                   times)
         run_dir.write_json("summary.json", result_summary)
@@ -283,6 +287,9 @@ def run_one(config: RunConfig) -> RunResult:
             _export(run_dir, model, tokenizer)
         if not config.keep_checkpoint and run_dir.writer:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
+        if run_dir.writer:
+            from continual.plots import plot_run  # seaborn is imported only when a run finishes
+            plot_run(run_dir.path)  # RUN/plots/; warns instead of raising: the results above are already complete
         distributed.barrier()  # every process returns the files the main process has just written
         return load_result(run_dir.path)
     except Exception as exc:

@@ -1,59 +1,21 @@
-"""The facts stream under every registered strategy, one seed or several; prints a strategy x metric table.
+"""The facts stream (friend/enemy relations, three fictional worlds) under every strategy.
 
-    python experiments/facts.py                       # default model, CPU-sized, into results/facts/
-    python experiments/facts.py --model tiny --steps 5 --out /tmp/facts-smoke
+    python experiments/facts.py            # CPU: 60 steps per stage, lr x {0.3, 1, 3} per strategy, 1 seed
+    python experiments/facts.py --full     # GPU: 150 steps, 3 seeds, 3 task orders
+    python experiments/facts.py --strategies naive,lora --model tiny --steps 2 --out /tmp/facts-smoke
 
-Each (strategy, seed) is a resumable run directory results/facts/<strategy>/seed<k>/.
+Writes results/facts/: one resumable run directory per (strategy, lr, order, seed), comparison.md/.csv/.tex,
+plots/ (with the relation graph of what each final model believes) and report.html.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
+from pathlib import Path
 
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Size, main  # noqa: E402
 
-import continual
-from continual.errors import ContinualError
-from strategies import STRATEGIES
-
-METRICS = ["acc", "bwt", "fwt", "forgetting", "retention"]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
-    parser.add_argument("--steps", type=int, default=continual.RunConfig.steps)
-    parser.add_argument("--lr", type=float, default=continual.RunConfig.lr)
-    parser.add_argument("--out", default="results/facts")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    rows = []
-    try:
-        for strategy in args.strategies.split(","):
-            for seed in range(args.seeds):
-                result = continual.run(stream="facts", strategy=strategy, model=args.model, seed=seed,
-                                       steps=args.steps, lr=args.lr,
-                                       out=os.path.join(args.out, strategy, f"seed{seed}"))
-                summary = result.summary
-                rows.append({"strategy": strategy, "seed": seed, **{m: summary[m] for m in METRICS},
-                             "ppl_ratio": summary["probe"]["ppl_ratio"], "kl": summary["probe"]["kl"],
-                             "lr": summary["lr"], "trainable": summary["trainable_parameters"],
-                             "wall_s": summary["wall_time_s"]})
-    except ContinualError as exc:
-        print(f"facts experiment: error: {exc}", file=sys.stderr)
-        return 2
-    columns = METRICS + ["ppl_ratio", "kl", "lr", "trainable", "wall_s"]
-    table = pd.DataFrame(rows).groupby("strategy", sort=False)[columns].mean()
-    print(f"\nfacts stream, {args.model}, {args.steps} steps per stage, mean over {args.seeds} seed(s):")
-    print(table.to_string(float_format=lambda v: f"{v:+.3f}", formatters={
-        "lr": "{:.0e}".format, "trainable": "{:,.0f}".format, "wall_s": "{:.0f}".format}))
-    return 0
-
+CPU = Size(steps=60, seeds=1, orders=1, lr_factors="0.3,1,3")
+FULL = Size(steps=150, seeds=3, orders=3, lr_factors="0.3,1,3")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("facts", __doc__, CPU, FULL))

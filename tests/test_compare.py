@@ -1,0 +1,148 @@
+import dataclasses
+import json
+import math
+import time
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from continual.cli import main
+from continual.compare import (compare_table, find_runs, mean_interval, t_quantile, to_latex, to_markdown,
+                               write_tables)
+from continual.config import RunConfig
+from continual.errors import ContinualError
+from continual.results import RunDir
+
+
+def synthetic_run(path, strategy="naive", seed=0, lr=1e-4, tasks="", steps=5, status="completed"):
+    """A run directory written by the runner's own writers (_write_results, _summary) from made-up scores:
+    no model, milliseconds. Accuracies are random but fixed by (strategy, lr, seed, tasks)."""
+    from continual import runner
+    config = RunConfig(stream="facts", strategy=strategy, model="tiny", seed=seed, lr=lr, tasks=tasks, steps=steps,
+                       camp_size=3, out=str(path), device="cpu", progress=False)
+    stream = runner.stream_for(config)
+    rng = np.random.default_rng(zlib.crc32(f"{strategy}{lr}{seed}{tasks}".encode()))
+    names = ["joint"] if strategy == "joint" else stream.task_names
+    run_dir = RunDir(path, config.identity(), config.config_hash())
+    run_dir.open(fresh=False)
+    run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config)})
+    scores, probes = [], []
+    for k, after in enumerate(["base"] + names):
+        for task in stream.tasks:
+            for split, ds in task.eval.items():
+                scores.append({"after": after, "task": task.name, "split": split,
+                               "accuracy": 0.5 if after == "base" else float(rng.uniform(0.3, 1.0)),
+                               "accuracy_norm": 0.5, "n": len(ds)})
+        cloze = 0.8 if after == "base" else float(rng.uniform(0.5, 0.8))
+        probes.append({"after": after, "cloze": cloze, "cloze_norm": cloze, "cloze_chance": 0.25,
+                       "retention": (cloze - 0.25) / (0.8 - 0.25), "perplexity": 20.0 * (1 + k),
+                       "ppl_ratio": 1.0 + k, "kl": 0.1 * k})
+    runner._write_results(run_dir, stream, names, scores, probes, [])
+    if status == "completed":
+        summary = runner._summary(config, run_dir, stream, names, scores, probes, 1000 * (1 + seed), 5000,
+                                  time.time() - 1.0, "cpu", {})
+        run_dir.write_json("summary.json", summary)
+    else:
+        run_dir.write_json("summary.json", {"status": status})
+    run_dir.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    for seed in range(3):
+        synthetic_run(root / "naive" / f"seed{seed}", "naive", seed)
+    synthetic_run(root / "naive-fast" / "seed0", "naive", 0, lr=3e-4)
+    synthetic_run(root / "lora" / "seed0", "lora", 0, lr=5e-4)
+    synthetic_run(root / "joint" / "seed0", "joint", 0)
+    synthetic_run(root / "broken" / "seed0", "ewc", 0, status="failed")
+    return root
+
+
+def summaries(root, pattern):
+    return [json.loads(p.read_text()) for p in sorted(root.glob(pattern))]
+
+
+def test_t_quantiles_match_the_tables():
+    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=5e-4)
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=5e-4)
+    assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=5e-4)
+    assert t_quantile(0.95, 4) == pytest.approx(2.132, abs=5e-4)
+    assert t_quantile(0.975, 100000) == pytest.approx(1.960, abs=5e-4)
+    with pytest.raises(ValueError):
+        t_quantile(0.3, 2)
+
+
+def test_mean_interval_on_a_known_sample():
+    mean, half, n = mean_interval([1.0, 2.0, 3.0])  # s = 1, t(0.975, 2) = 4.3027
+    assert (mean, n) == (2.0, 3) and half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    mean, half, n = mean_interval([0.7, None, float("nan")])  # undefined values do not count
+    assert mean == 0.7 and n == 1 and math.isnan(half)
+    assert mean_interval([])[2] == 0
+
+
+def test_table_rows_equal_the_run_summaries(results, capsys):
+    table = compare_table([results])
+    assert "skipping" in capsys.readouterr().err  # the failed run is named, not tabulated
+    assert list(table["strategy"]) == ["base", "naive", "naive", "lora", "joint"]  # base first, joint last
+    assert list(table["lr"]) == ["", "1e-04", "3e-04", "5e-04", "1e-04"]
+    naive = table[(table["strategy"] == "naive") & (table["lr"] == "1e-04")].iloc[0]
+    seeds = summaries(results, "naive/seed*/summary.json")
+    assert naive["n"] == 3
+    for metric in ("acc", "bwt", "fwt", "forgetting", "retention"):
+        values = [s[metric] for s in seeds]
+        assert naive[metric] == pytest.approx(np.mean(values), abs=1e-12), metric
+        assert naive[f"{metric}_ci95"] == pytest.approx(4.302653 * np.std(values, ddof=1) / math.sqrt(3), rel=1e-5)
+    assert naive["kl"] == pytest.approx(np.mean([s["probe"]["kl"] for s in seeds]))
+    assert naive["trainable"] == pytest.approx(np.mean([s["trainable_parameters"] for s in seeds]))
+    lora = table[table["strategy"] == "lora"].iloc[0]
+    (one,) = summaries(results, "lora/seed0/summary.json")
+    assert lora["n"] == 1 and lora["acc"] == one["acc"] and math.isnan(lora["acc_ci95"])
+    assert lora["ppl_ratio"] == one["probe"]["ppl_ratio"] and lora["wall_s"] == one["wall_time_s"]
+    matrix = pd.read_csv(results / "lora/seed0/matrix.csv", index_col="after")
+    tasks = list(matrix.columns)
+    assert lora["learned"] == pytest.approx(np.mean([matrix.loc[t, t] - matrix.loc["base", t] for t in tasks]))
+    reversed_ = pd.read_csv(results / "lora/seed0/matrix_reversed.csv", index_col="after")
+    assert lora["acc_reversed"] == pytest.approx(reversed_.iloc[-1].mean())
+    joint = table[table["strategy"] == "joint"].iloc[0]
+    assert math.isnan(joint["bwt"]) and joint["acc"] == summaries(results, "joint/seed0/summary.json")[0]["acc"]
+    base = table.iloc[0]
+    assert base["n"] == 3 and base["acc"] == pytest.approx(0.5) and base["kl"] == 0 and base["retention"] == 1
+    assert math.isnan(base["bwt"])
+
+
+def test_tables_are_written_in_three_formats_with_conventions(results, tmp_path):
+    table = compare_table([results])
+    md, csv, tex = write_tables(table, tmp_path)
+    back = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    assert back["acc"].tolist() == pytest.approx(table["acc"].tolist())
+    text = md.read_text()
+    naive = table.iloc[1]
+    assert f"{naive['acc']:.3f} ± {naive['acc_ci95']:.3f}" in text  # mean ± half-width
+    assert "Student-t 95%" in text and "Chaudhry" in text and "GEM-style" in text
+    assert "| lora | 5e-04 | 1 |" in text  # one seed: no interval
+    lora_line = next(line for line in text.splitlines() if line.startswith("| lora |"))
+    assert "±" not in lora_line
+    latex = tex.read_text()
+    assert "\\begin{tabular}" in latex and "$\\pm$" in latex and "% bwt: GEM BWT" in latex
+    assert to_markdown(table) == text and to_latex(table) == latex
+
+
+def test_bad_inputs_give_one_clear_error(tmp_path):
+    with pytest.raises(ContinualError, match="does not exist"):
+        find_runs([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ContinualError, match="no completed run directory"):
+        find_runs([tmp_path / "empty"])
+
+
+def test_compare_command_prints_and_writes(results, tmp_path, capsys):
+    assert main(["compare", str(results / "naive"), str(results / "lora"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| naive |" in out and "| lora |" in out and (tmp_path / "comparison.csv").is_file()
+    assert main(["compare", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("continual: error:")

@@ -1,0 +1,57 @@
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from continual.cli import main
+from continual.compare import compare_table
+from continual.errors import ContinualError
+from continual.report import write_report
+from tests.test_compare import synthetic_run
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.refs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [(tag, k, v or "") for k, v in attrs if k in ("src", "href", "srcset", "data", "action")]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    for seed in range(2):
+        synthetic_run(root / "naive" / f"seed{seed}", "naive", seed)
+    synthetic_run(root / "ewc" / "seed0", "ewc", 0)
+    return root
+
+
+def test_report_is_self_contained_and_holds_tables_plots_and_configs(results, tmp_path):
+    path = write_report([results], tmp_path / "report.html")
+    text = path.read_text(encoding="utf-8")
+    parsed = Collect()
+    parsed.feed(text)
+    assert "link" not in parsed.tags and "script" not in parsed.tags and "iframe" not in parsed.tags
+    assert not re.search(r"url\(", text)  # no stylesheet fetches either
+    images = [v for tag, k, v in parsed.refs if tag == "img"]
+    assert len(images) >= 5 and len(images) == len(parsed.refs)  # every reference is an embedded image
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text)
+    table = compare_table([results])
+    naive = table[table["strategy"] == "naive"].iloc[0]
+    assert f"{naive['acc']:.3f} ± {naive['acc_ci95']:.3f}" in text
+    assert "config_hash" in text and text.count("<details>") == 3  # one config per run
+    assert "Student-t 95%" in text
+
+
+def test_report_command_and_its_errors(results, tmp_path, capsys):
+    assert main(["report", str(results / "ewc"), "--out", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 10000 and "report written" in capsys.readouterr().out
+    with pytest.raises(ContinualError, match="is a directory"):
+        write_report([results], tmp_path)
