@@ -45,9 +45,10 @@ METRICS = {
     "memory_mb": "peak memory, MB (CUDA: max allocated; CPU: process peak RSS)",
 }
 # Fields of a run's config that do not make it a different experiment: replicates of one row.
-REPLICATE_FIELDS = ("seed", "tasks")
+REPLICATE_FIELDS = ("seed", "tasks", "order")
 # Fields that decide the base model's scores (the base row is shared by every strategy trained from it).
-BASE_FIELDS = ("stream", "model", "camp_size", "chat_template", "eval_cap", "probe_text", "probe_tokens", "kl_tokens")
+BASE_FIELDS = ("stream", "source", "model", "camp_size", "chat_template", "eval_cap", "probe_text", "probe_tokens",
+               "kl_tokens")
 BASE_LABEL = "base"
 
 
