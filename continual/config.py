@@ -54,6 +54,11 @@ class RunConfig:
     kl_tokens: int = _help("positions of that text used for KL(base||model)", default=1024)
     camp_size: int = _help("facts stream: characters per camp (2..8)", default=8)
     device: str = _help("auto, cpu, cuda or cuda:N", default="auto")
+    precision: str = _help("training precision: auto (bf16 autocast on a CUDA GPU that supports it, else fp32), fp32 "
+                           "or bf16", default="auto")
+    packing: bool = _help("train on padding-free packed batches where the attention implementation and strategy "
+                          "allow it (same losses within float noise; distill and dpo train padded)", default=False)
+    compile: bool = _help("torch.compile the model for training (pays off on a GPU for long runs)", default=False)
     fresh: bool = _help("discard an existing run in OUT and start over", default=False)
     export: bool = _help("save the final model (or adapters) into OUT/model", default=False)
     keep_checkpoint: bool = _help("keep the last stage's checkpoint after the run completes", default=False)
@@ -85,6 +90,8 @@ class RunConfig:
             raise ContinualError(f"lr must be positive, got {self.lr}")
         if self.kl_tokens > self.probe_tokens:
             raise ContinualError(f"kl_tokens ({self.kl_tokens}) cannot exceed probe_tokens ({self.probe_tokens})")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ContinualError(f"precision must be auto, fp32 or bf16, got '{self.precision}'")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ContinualError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         from transformers.trainer_utils import SchedulerType

@@ -38,8 +38,8 @@ from continual.probes.general_text import general_text
 from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
 from continual.streams import Stream, Task, get_stream
-from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
-                                quiet_logs, tokenize_completions, training_arguments)
+from continual.training import (LossRecorder, StageTrainer, dpo_trainer_class, plan_batches, quiet_logs,
+                                stage_collator, tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
 
 
@@ -248,7 +248,8 @@ def stage_plan(stream: Stream, strategy, config: RunConfig) -> list[Stage]:
     return [Stage(t.name, t, config.steps) for t in stream.tasks]
 
 
-def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int) -> list[dict]:
+def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int,
+                 callbacks=()) -> list[dict]:
     strategy.before_stage(model, ctx)
     seed = config.seed * 1000 + ctx.index
     examples = ctx.task.train.to_list()
@@ -262,7 +263,8 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
     recorder = LossRecorder(ctx.task.name, config.strategy)
     with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
         common = dict(seed=seed, device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
-                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch)
+                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch,
+                      precision=config.precision, compile=config.compile)
         if dpo:
             from trl import DPOConfig
             dpo_part = next(p for p in strategy.parts if p.trainer == "dpo")
@@ -273,12 +275,13 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
             data = flat.rename_column("completion", "chosen")
             trainer = dpo_trainer_class()(model=model, ref_model=dpo_part.reference_model(model), args=args,
                                           train_dataset=data, processing_class=tokenizer, strategy=strategy,
-                                          callbacks=[recorder])
+                                          callbacks=[recorder, *callbacks])
         else:
             args = training_arguments(steps, config.batch_size, config.lr, **common)
             trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
                 flat, tokenizer, config.max_length), strategy=strategy,
-                data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
+                data_collator=stage_collator(tokenizer, model, strategy, config.packing),
+                callbacks=[recorder, *callbacks])
         quiet_logs(trainer)
         trainer.train()
     model.eval()
