@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
                              help=f"{f.metadata['help']} (default: {default})")
     sub.add_parser("list", help="built-in streams, strategies and model aliases")
+    from continual.bench import add_arguments as bench_arguments
+    bench_arguments(sub.add_parser("bench", help="evaluation and training throughput against plain baselines, "
+                                   "peak memory per strategy, end-to-end time (see docs/benchmarks.md)"))
     return parser
 
 
@@ -134,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             cmd_list()
             return 0
+        if args.command == "bench":
+            from continual.bench import main_bench
+            return main_bench(args)
         from continual.runner import run
         options = load_config_file(args.config) if args.config else {}
         from_file = options.get("strategy_options")

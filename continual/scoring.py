@@ -161,8 +161,7 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                     part = slice(start, start + batch_size)
                     owners = row_of[part]
                     tail_ids, tail_mask = _right_padded(rows[part])
-                    cache_part = _select_cache(cache, [b for b, _, _ in owners], start == 0 and
-                                               len(rows) <= batch_size)
+                    cache_part = _select_cache(cache, [b for b, _, _ in owners])
                     positions = torch.tensor([[prefix_len[e]] for _, e, _ in owners]) + torch.arange(
                         tail_ids.shape[1])
                     full_mask = torch.cat([mask[[b for b, _, _ in owners]], tail_mask], dim=1)
@@ -187,18 +186,23 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
     return result
 
 
-def _select_cache(cache, batch_rows: list[int], in_place: bool):
-    """The prefix cache with its batch rows picked (and repeated) in the given order; a copy unless it is the last
-    use of this cache."""
+def _select_cache(cache, batch_rows: list[int]):
+    """A cache whose batch rows are the prefix cache's rows in the given order (repeats allowed); the prefix cache
+    itself is left as it is for the next group of remainders."""
+    layers = getattr(cache, "layers", None)
     index = torch.tensor(batch_rows)
-    if not in_place:
-        cache = copy.deepcopy(cache)
-    cache.reorder_cache(index.to(model_cache_device(cache)))
-    return cache
-
-
-def model_cache_device(cache) -> torch.device:
-    return cache.layers[0].keys.device
+    if layers and all(isinstance(getattr(la, "keys", None), torch.Tensor) for la in layers):
+        picked = copy.copy(cache)  # shallow: only the key/value tensors are new (indexed copies)
+        picked.layers = []
+        for layer in layers:
+            new = copy.copy(layer)
+            new.keys = layer.keys.index_select(0, index.to(layer.keys.device))
+            new.values = layer.values.index_select(0, index.to(layer.values.device))
+            picked.layers.append(new)
+        return picked
+    picked = copy.deepcopy(cache)  # other cache types: copy, then reorder as beam search does
+    picked.reorder_cache(index)
+    return picked
 
 
 def _pick(logits, picks, found) -> None:
