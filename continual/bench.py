@@ -101,6 +101,20 @@ def one_by_one_predictions(model, tokenizer, prompts, candidates) -> list[int]:
     return predictions
 
 
+class TokenCounter:
+    """A model stand-in that counts the input tokens of every forward pass and passes the call on."""
+
+    def __init__(self, model):
+        self.model, self.tokens = model, 0
+
+    def __call__(self, **kwargs):
+        self.tokens += kwargs["input_ids"].numel()
+        return self.model(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
 def _timed(fn, *args, device="cpu", **kwargs):
     """(result, wall seconds, process CPU seconds). On a CPU shared with other jobs the CPU seconds (all threads of
     this process) measure the work done and move far less with the neighbours' load than the wall clock does."""
@@ -149,10 +163,15 @@ def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
     items = load_cloze_items()  # as the retention probe scores them: the answer and three distractors
     cloze_prompts = [it["prompt"] for it in items]
     cloze_candidates = [[" " + it["answer"]] + [" " + d for d in it["distractors"]] for it in items]
+    counted = {}
+    for share in (False, True):  # the input tokens each path feeds the model: the work, whatever the machine's load
+        counter = TokenCounter(model)
+        score_candidates(counter, tok, cloze_prompts, cloze_candidates, share_prompt=share)
+        counted[share] = counter.tokens
     rows, t_rows, c_rows = _timed(score_candidates, model, tok, cloze_prompts, cloze_candidates, share_prompt=False,
-                          device=device)
-    shared, t_shared, c_shared = _timed(score_candidates, model, tok, cloze_prompts, cloze_candidates, share_prompt=True,
-                              device=device)
+                                  device=device)
+    shared, t_shared, c_shared = _timed(score_candidates, model, tok, cloze_prompts, cloze_candidates,
+                                        share_prompt=True, device=device)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(rows.logprob, shared.logprob))
     toolkit_rate = len(prompts) / t_toolkit
     toolkit_cpu_rate = len(prompts) / c_toolkit
@@ -168,6 +187,7 @@ def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
         "speedup_vs_seeds_cpu": toolkit_cpu_rate / (n_slow / c_seeds),
         "speedup_vs_one_by_one_cpu": toolkit_cpu_rate / (n_slow / c_one),
         "cloze_shared_prefix_speedup_cpu": c_rows / c_shared,
+        "cloze_rows_input_tokens": counted[False], "cloze_shared_prefix_input_tokens": counted[True],
         "cloze_items": len(items),
         "cloze_rows_ex_per_s": len(items) / t_rows, "cloze_shared_prefix_ex_per_s": len(items) / t_shared,
         "cloze_shared_prefix_speedup": t_rows / t_shared, "cloze_shared_prefix_max_abs_diff": diff,
@@ -434,6 +454,7 @@ def render_markdown(report: dict) -> str:
                   f"each): shared-prefix KV-cache path {ev['cloze_shared_prefix_ex_per_s']:.1f} ex/s vs "
                   f"row-per-candidate {ev['cloze_rows_ex_per_s']:.1f} ex/s = "
                   f"{ev['cloze_shared_prefix_speedup']:.2f}x wall, {ev['cloze_shared_prefix_speedup_cpu']:.2f}x CPU; "
+                  f"input tokens {ev['cloze_shared_prefix_input_tokens']} vs {ev['cloze_rows_input_tokens']}; "
                   f"largest score difference {ev['cloze_shared_prefix_max_abs_diff']:.1e}.", ""]
     if report.get("training"):
         tr = report["training"]

@@ -18,6 +18,7 @@ Causal models give the same log-probs at non-pad positions as they would unpadde
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,9 +122,11 @@ def _row_logprobs(model, plans, batch_size, progress, desc) -> list[np.ndarray]:
     with _eval_mode(model):
         for batch in tqdm(_chunks(order, batch_size), desc=desc, disable=not progress, leave=False):
             ids, mask = _right_padded([sequences[r] for r in batch])
-            logits = model(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model))).logits
-            _pick(logits, [(b, p, (r, p), wanted[r][p]) for b, r in enumerate(batch) for p in sorted(wanted[r])],
-                  found)
+            picks = [(b, p, (r, p), wanted[r][p]) for b, r in enumerate(batch) for p in sorted(wanted[r])]
+            device = model_device(model)
+            logits, column = _logits_at(model, [p for _, p, _, _ in picks], input_ids=ids.to(device),
+                                        attention_mask=mask.to(device))
+            _pick(logits, [(b, column[p], key, ts) for b, p, key, ts in picks], found)
     return [np.array([sum(found[(r, p + i)][t] for i, t in enumerate(cont)) for r, p, cont in per], dtype=np.float64)
             for per in needs]
 
@@ -140,7 +143,10 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
         for batch in tqdm(_chunks(order, batch_size), desc=desc, disable=not progress, leave=False):
             prefixes = [plans[e][0][0][:prefix_len[e]] for e in batch]
             ids, mask = _right_padded(prefixes)
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True)
+            prefix_positions = [p + i for e in batch for _, p, cont in plans[e] for i in range(len(cont))
+                                if p + i < prefix_len[e]]
+            out, column = _logits_at(model, prefix_positions, input_ids=ids.to(device),
+                                     attention_mask=mask.to(device), use_cache=True, return_output=True)
             # positions inside the prefix: read from the prefix pass
             picks, rows, row_of = [], [], []
             for b, e in enumerate(batch):
@@ -153,7 +159,7 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                     if len(row) > n:
                         rows.append(row[n:])
                         row_of.append((b, e, c))
-                picks += [(b, p, (e, -1, p), ts) for p, ts in sorted(wanted.items())]
+                picks += [(b, column[p], (e, -1, p), ts) for p, ts in sorted(wanted.items())]
             _pick(out.logits, picks, found)
             if rows:  # the remainders, continued from the cache
                 cache = out.past_key_values
@@ -165,9 +171,6 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                     positions = torch.tensor([[prefix_len[e]] for _, e, _ in owners]) + torch.arange(
                         tail_ids.shape[1])
                     full_mask = torch.cat([mask[[b for b, _, _ in owners]], tail_mask], dim=1)
-                    logits = model(input_ids=tail_ids.to(device), attention_mask=full_mask.to(device),
-                                   position_ids=positions.to(device), past_key_values=cache_part,
-                                   use_cache=True).logits
                     tail_picks = []
                     for k, (_, e, c) in enumerate(owners):
                         row, p, cont = plans[e][c]
@@ -177,13 +180,40 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                             if p + i >= n:
                                 per_pos.setdefault(p + i, set()).add(t)
                         tail_picks += [(k, q - n, (e, c, q), ts) for q, ts in sorted(per_pos.items())]
-                    _pick(logits, tail_picks, found)
+                    logits, column = _logits_at(model, [q for _, q, _, _ in tail_picks],
+                                                input_ids=tail_ids.to(device), attention_mask=full_mask.to(device),
+                                                position_ids=positions.to(device), past_key_values=cache_part,
+                                                use_cache=True)
+                    _pick(logits, [(k, column[q], key, ts) for k, q, key, ts in tail_picks], found)
     result = []
     for e, per in enumerate(plans):
         n = prefix_len[e]
         result.append(np.array([sum(found[(e, -1 if p + i < n else c, p + i)][t] for i, t in enumerate(cont))
                                 for c, (_, p, cont) in enumerate(per)], dtype=np.float64))
     return result
+
+
+def _logits_at(model, positions: list[int], return_output: bool = False, **inputs):
+    """(logits at the given sequence positions, {position: its column in those logits}), or the whole model output
+    in place of the logits with ``return_output``. Models that take ``logits_to_keep`` (transformers' causal LMs)
+    apply the LM head only there, the same positions for every row: with a 49k vocabulary the head over every
+    position of a batch is a large share of the pass. Others compute every position."""
+    keep = sorted(set(positions))
+    if keep and _takes_logits_to_keep(model):
+        out = model(**inputs, logits_to_keep=torch.tensor(keep, device=inputs["input_ids"].device))
+        column = {p: i for i, p in enumerate(keep)}
+    else:
+        out = model(**inputs)
+        column = {p: p for p in keep}
+    return (out if return_output else out.logits), column
+
+
+def _takes_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _select_cache(cache, batch_rows: list[int]):

@@ -76,6 +76,7 @@ def test_evaluation_section_and_report(tiny):
     assert ev["examples"] == 20 and ev["slow_examples"] == 2
     assert ev["one_by_one_agrees_with_toolkit"] == "2/2"
     assert ev["cloze_shared_prefix_max_abs_diff"] < 1e-4  # the fast path scored the cloze items like the slow one
+    assert ev["cloze_shared_prefix_input_tokens"] < ev["cloze_rows_input_tokens"]  # with less input
     assert ev["speedup_vs_seeds"] == pytest.approx(ev["toolkit_ex_per_s"] / ev["seeds_ex_per_s"])
     assert ev["speedup_vs_seeds_cpu"] == pytest.approx(ev["toolkit_ex_per_cpu_s"] / ev["seeds_ex_per_cpu_s"])
     text = render_markdown(report)

@@ -127,3 +127,24 @@ def test_shared_prefix_path_through_a_lora_model(tiny):
     shared = score_candidates(model, tiny.tokenizer, MULTI_PROMPTS, MULTI_CANDIDATES)
     for a, b in zip(rows.logprob, shared.logprob):
         np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+class FullLogitsOnly(torch.nn.Module):
+    """A causal LM whose forward takes no ``logits_to_keep``: the scorer must compute every position for it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        assert "logits_to_keep" not in kwargs
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+@pytest.mark.parametrize("share_prompt", [False, True])
+def test_lm_head_on_needed_positions_only_changes_nothing(tiny, share_prompt):
+    prompts, cands = PROMPTS + MULTI_PROMPTS, CANDIDATES + MULTI_CANDIDATES
+    kept = score_candidates(tiny.model, tiny.tokenizer, prompts, cands, share_prompt=share_prompt)
+    full = score_candidates(FullLogitsOnly(tiny.model), tiny.tokenizer, prompts, cands, share_prompt=share_prompt)
+    for a, b in zip(full.logprob, kept.logprob):
+        np.testing.assert_allclose(b, a, atol=1e-5)
