@@ -116,8 +116,9 @@ class TokenCounter:
 
 
 def _timed(fn, *args, device="cpu", **kwargs):
-    """(result, wall seconds, process CPU seconds). On a CPU shared with other jobs the CPU seconds (all threads of
-    this process) measure the work done and move far less with the neighbours' load than the wall clock does."""
+    """(result, wall seconds, process CPU seconds of all its threads). On a CPU shared with a few other jobs the CPU
+    seconds move less with their load than the wall clock; on an oversubscribed one, threads that spin while they
+    wait for a core inflate them too."""
     _sync(device)
     w0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
@@ -134,10 +135,10 @@ def _sync(device: str) -> None:
 def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
     import numpy as np
 
+    from continual.config import RunConfig
     from continual.models import load_model
     from continual.probes.retention import load_cloze_items
     from continual.runner import stream_for
-    from continual.config import RunConfig
     from continual.scoring import score_candidates
 
     loaded = load_model(cfg.model, seed=cfg.seed)
@@ -163,14 +164,11 @@ def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
     items = load_cloze_items()  # as the retention probe scores them: the answer and three distractors
     cloze_prompts = [it["prompt"] for it in items]
     cloze_candidates = [[" " + it["answer"]] + [" " + d for d in it["distractors"]] for it in items]
-    counted = {}
-    for share in (False, True):  # the input tokens each path feeds the model: the work, whatever the machine's load
-        counter = TokenCounter(model)
-        score_candidates(counter, tok, cloze_prompts, cloze_candidates, share_prompt=share)
-        counted[share] = counter.tokens
-    rows, t_rows, c_rows = _timed(score_candidates, model, tok, cloze_prompts, cloze_candidates, share_prompt=False,
-                                  device=device)
-    shared, t_shared, c_shared = _timed(score_candidates, model, tok, cloze_prompts, cloze_candidates,
+    # the input tokens each path feeds the model are the work, whatever the machine's load
+    counted = {False: TokenCounter(model), True: TokenCounter(model)}
+    rows, t_rows, c_rows = _timed(score_candidates, counted[False], tok, cloze_prompts, cloze_candidates,
+                                  share_prompt=False, device=device)
+    shared, t_shared, c_shared = _timed(score_candidates, counted[True], tok, cloze_prompts, cloze_candidates,
                                         share_prompt=True, device=device)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(rows.logprob, shared.logprob))
     toolkit_rate = len(prompts) / t_toolkit
@@ -187,7 +185,8 @@ def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
         "speedup_vs_seeds_cpu": toolkit_cpu_rate / (n_slow / c_seeds),
         "speedup_vs_one_by_one_cpu": toolkit_cpu_rate / (n_slow / c_one),
         "cloze_shared_prefix_speedup_cpu": c_rows / c_shared,
-        "cloze_rows_input_tokens": counted[False], "cloze_shared_prefix_input_tokens": counted[True],
+        "cloze_rows_input_tokens": counted[False].tokens,
+        "cloze_shared_prefix_input_tokens": counted[True].tokens,
         "cloze_items": len(items),
         "cloze_rows_ex_per_s": len(items) / t_rows, "cloze_shared_prefix_ex_per_s": len(items) / t_shared,
         "cloze_shared_prefix_speedup": t_rows / t_shared, "cloze_shared_prefix_max_abs_diff": diff,
@@ -357,13 +356,21 @@ def plain_loop(model, tokenizer, task, config, steps: int, device: str):
     return durations, tokens
 
 
-def bench_training(cfg: BenchConfig, device: str, log) -> list[dict]:
+def bench_training(cfg: BenchConfig, device: str, log, partial=None) -> list[dict]:
+    """The plain loop, then each strategy, one subprocess each; ``partial(rows)`` after each row."""
     names = ["plain"] + [s.strip() for s in cfg.strategies.split(",") if s.strip()]
     rows = []
     for name in names:
         spec = {**dataclasses.asdict(cfg), "strategy": name, "device": device}
         log(f"  training: {name} ...")
         rows.append(_in_subprocess(spec))
+        _training_ratios(rows)
+        if partial:
+            partial(rows)
+    return rows
+
+
+def _training_ratios(rows: list[dict]) -> None:
     plain = rows[0]
     naive = next((r for r in rows if r["strategy"] == "naive"), None)
     for r in rows:
@@ -372,7 +379,6 @@ def bench_training(cfg: BenchConfig, device: str, log) -> list[dict]:
         r["vs_plain_tokens_cpu"] = r["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"]
         r["step_vs_naive"] = r["step_s"] / naive["step_s"] if naive else None
         r["step_cpu_vs_naive"] = r["step_cpu_s"] / naive["step_cpu_s"] if naive else None
-    return rows
 
 
 def _in_subprocess(spec: dict) -> dict:
@@ -421,7 +427,8 @@ def environment(device: str) -> dict:
     if device.startswith("cuda"):
         where = torch.cuda.get_device_name(torch.device(device))
     else:
-        where = f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads ({platform.processor() or platform.machine()})"
+        where = (f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads "
+                 f"({platform.processor() or platform.machine()})")
     return {"device": device, "hardware": where, "torch": str(torch.__version__),
             "transformers": transformers.__version__, "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -489,7 +496,8 @@ def run_bench(cfg: BenchConfig, sections=("evaluation", "training", "end_to_end"
     report = {"command": command, "config": dataclasses.asdict(cfg), "environment": environment(device)}
     started = time.perf_counter()
     steps = {"evaluation": lambda: bench_evaluation(cfg, device),
-             "training": lambda: bench_training(cfg, device, log),
+             "training": lambda: bench_training(cfg, device, log, partial=lambda rows: save and save(
+                 {**report, "training": rows})),
              "end_to_end": lambda: bench_end_to_end(cfg, device, log)}
     for name, measure in steps.items():
         if name not in sections or (name == "end_to_end" and not cfg.e2e):

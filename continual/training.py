@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -91,8 +92,11 @@ def packing_applies(model, strategy) -> tuple[bool, str]:
 def stage_collator(tokenizer, model=None, strategy=None, packing: bool = False):
     """The collator a stage trains with: packed when asked for and it applies (see ``packing_applies``), padded
     otherwise. A strategy class may declare ``packing_safe = True`` when its hooks read no per-token inputs."""
-    if packing and packing_applies(model, strategy)[0]:
-        return PackedCompletionCollator()
+    if packing:
+        applies, why = packing_applies(model, strategy)
+        if applies:
+            return PackedCompletionCollator()
+        warnings.warn(f"packing: {why}; training on padded batches", stacklevel=2)
     return CompletionCollator(tokenizer.pad_token_id)
 
 
