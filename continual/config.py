@@ -17,7 +17,8 @@ from continual.errors import ContinualError
 NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint", "gradient_checkpointing")
 # Fields added after runs were recorded: hashed only when they differ from their default, so that a run directory
 # written before them keeps its identity (and resumes).
-HASHED_UNLESS_DEFAULT = {"source": "offline", "order": "given", "precision": "auto"}
+HASHED_UNLESS_DEFAULT = {"source": "offline", "order": "given", "precision": "auto", "packing": False,
+                         "compile": False}
 
 
 def _help(text: str, **kw):
@@ -63,12 +64,15 @@ class RunConfig:
     kl_tokens: int = _help("positions of that text used for KL(base||model)", default=1024)
     camp_size: int = _help("facts stream: characters per camp (2..8)", default=8)
     device: str = _help("auto, cpu, cuda or cuda:N", default="auto")
-    precision: str = _help("training precision: auto (bf16 mixed precision on a GPU that supports it, else fp32), "
-                           "fp32, or bf16 (mixed: autocast, the weights and optimizer states stay fp32)",
+    precision: str = _help("training precision: auto (bf16 mixed precision on a CUDA GPU that supports it, else "
+                           "fp32), fp32, or bf16 (mixed: autocast, the weights and optimizer states stay fp32)",
                            default="auto")
     gradient_checkpointing: bool = _help("recompute activations in the backward pass instead of keeping them: much "
                                          "less memory for large models, about a third more compute",
                                          default=False)
+    packing: bool = _help("train on padding-free packed batches where the attention implementation and strategy "
+                          "allow it (same losses within float noise; distill and dpo train padded)", default=False)
+    compile: bool = _help("torch.compile the model for training (pays off on a GPU for long runs)", default=False)
     fresh: bool = _help("discard an existing run in OUT and start over", default=False)
     export: bool = _help("save the final model (or adapters) into OUT/model", default=False)
     keep_checkpoint: bool = _help("keep the last stage's checkpoint after the run completes", default=False)

@@ -43,8 +43,8 @@ from continual.probes.retention import ProbeSettings, RetentionProbe
 from continual.results import RunDir, matrix_frame
 from continual.streams import Stream, Task, get_stream
 from continual.streams.build import fit_to_length
-from continual.training import (CompletionCollator, LossRecorder, StageTrainer, dpo_trainer_class, plan_batches,
-                                quiet_logs, tokenize_completions, training_arguments)
+from continual.training import (LossRecorder, StageTrainer, dpo_trainer_class, plan_batches, quiet_logs,
+                                stage_collator, tokenize_completions, training_arguments)
 from strategies import StageContext, make_strategy
 
 
@@ -318,7 +318,8 @@ def stage_plan(stream: Stream, strategy, config: RunConfig) -> list[Stage]:
     return [Stage(t.name, t, config.steps) for t in stream.tasks]
 
 
-def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int) -> list[dict]:
+def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int,
+                 callbacks=()) -> list[dict]:
     strategy.before_stage(model, ctx)
     seed = config.seed * 1000 + ctx.index
     examples = ctx.task.train.to_list()
@@ -337,7 +338,7 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
         per_process = config.batch_size // distributed.world_size()
         common = dict(seed=seed, device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
                       max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch,
-                      precision=config.precision,
+                      precision=config.precision, compile=config.compile,
                       **{_checkpointing_flag(TrainingArguments): config.gradient_checkpointing})
         if dpo:
             from trl import DPOConfig
@@ -348,12 +349,13 @@ def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfi
             data = flat.rename_column("completion", "chosen")
             trainer = dpo_trainer_class()(model=model, ref_model=dpo_part.reference_model(model), args=args,
                                           train_dataset=data, processing_class=tokenizer, strategy=strategy,
-                                          callbacks=[recorder])
+                                          callbacks=[recorder, *callbacks])
         else:
             args = training_arguments(steps, per_process, config.lr, **common)
             trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
                 flat, tokenizer, config.max_length), strategy=strategy,
-                data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[recorder])
+                data_collator=stage_collator(tokenizer, model, strategy, config.packing),
+                callbacks=[recorder, *callbacks])
         quiet_logs(trainer)
         trainer.train()
     model.eval()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import random
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from continual.errors import TrainingDiverged
@@ -50,6 +51,53 @@ class CompletionCollator:
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@dataclass
+class PackedCompletionCollator:
+    """Padding-free batches: a step's examples concatenated into one row with positions restarting at 0 for each
+    (transformers' DataCollatorWithFlattening) and no attention mask, so no token is spent on padding.
+
+    transformers 5 turns such position_ids into a block-diagonal causal mask for the sdpa, eager and flex attention
+    implementations and into variable-length kernels for flash attention, but only when the forward pass keeps no
+    key/value cache: hence ``use_cache=False`` in the batch. Every example's first label is -100 (its prompt), so
+    no loss crosses an example boundary, and the loss (summed over completion tokens, divided by their number) is
+    the padded batch's within float noise.
+    """
+    flatten: DataCollatorWithFlattening = field(default_factory=lambda: DataCollatorWithFlattening(return_tensors="pt"))
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return {**self.flatten([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]),
+                "use_cache": False}
+
+
+PACKING_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
+# built-in strategies whose hooks read no per-token inputs of the batch (only parameters, or whole examples before
+# collation); distillation compares teacher and student over the padded batch's attention mask, so it trains padded
+PACKING_SAFE = {"naive", "lora", "lora-isolation", "ewc", "replay", "joint"}
+
+
+def packing_applies(model, strategy) -> tuple[bool, str]:
+    """(whether packed batches give this model and strategy the padded path's losses, why not)."""
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if attention not in PACKING_ATTENTION:
+        return False, f"attention implementation '{attention}' does not separate packed examples"
+    parts = strategy.parts if strategy is not None else []
+    unsafe = [p.name for p in parts if not getattr(p, "packing_safe", p.name in PACKING_SAFE)]
+    if unsafe:
+        return False, f"strategy part(s) {', '.join(unsafe)} read the padded batch"
+    return True, ""
+
+
+def stage_collator(tokenizer, model=None, strategy=None, packing: bool = False):
+    """The collator a stage trains with: packed when asked for and it applies (see ``packing_applies``), padded
+    otherwise. A strategy class may declare ``packing_safe = True`` when its hooks read no per-token inputs."""
+    if packing:
+        applies, why = packing_applies(model, strategy)
+        if applies:
+            return PackedCompletionCollator()
+        warnings.warn(f"packing: {why}; training on padded batches", stacklevel=2)
+    return CompletionCollator(tokenizer.pad_token_id)
 
 
 def plan_batches(n_examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
@@ -146,9 +194,13 @@ class LossRecorder(TrainerCallback):
 
 def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device: str, scheduler: str,
                        warmup_steps: int, max_grad_norm: float, progress: bool, output_dir: str | None = None,
-                       args_class=TrainingArguments, precision: str = "auto", **extra) -> TrainingArguments:
+                       args_class=TrainingArguments, precision: str = "auto", compile: bool = False,
+                       **extra) -> TrainingArguments:
+    """The Trainer's arguments for one stage. ``precision`` auto = bf16 autocast on a CUDA GPU that supports it,
+    fp32 elsewhere; fp32 or bf16 force it. The optimizer is fused AdamW on CUDA. ``compile`` = torch.compile."""
     on_cuda = device.startswith("cuda")
-    # bf16 mixed precision (autocast; the weights and AdamW states keep their fp32 copies); auto: on a GPU that can
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
     return args_class(
         output_dir=output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
@@ -156,5 +208,8 @@ def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device
         lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
         seed=seed, data_seed=seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
         report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
-        bf16=bf16, dataloader_num_workers=0,
+        bf16=bf16, dataloader_num_workers=0, torch_compile=compile,
         optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False, **extra)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")

@@ -61,3 +61,90 @@ def test_accuracy_and_length_normalised_accuracy(tiny):
 def test_empty_continuation_is_an_error(tiny):
     with pytest.raises(ValueError, match="adds no token"):
         split_continuation(tiny.tokenizer, "The cat", "")
+
+
+# ---------------------------------------------------------------------------- shared-prefix (KV cache) fast path
+
+MULTI_PROMPTS = ["Harry Potter is Lord Voldemort's", "A good fri", "The capital of France is", "x"]
+MULTI_CANDIDATES = [[" sworn enemy", " best friend", " friend"], ["end", "end of mine", " quick brown fox"],
+                    [" Paris", " the city of Lyon", " Rome, Italy"], [" y z", " y w q"]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_shared_prefix_path_equals_the_row_path(tiny, batch_size):
+    # batch_size 1 and 2 split one example's candidate remainders over several passes from the same cache
+    rows = score_candidates(tiny.model, tiny.tokenizer, MULTI_PROMPTS, MULTI_CANDIDATES, share_prompt=False)
+    shared = score_candidates(tiny.model, tiny.tokenizer, MULTI_PROMPTS, MULTI_CANDIDATES, batch_size=batch_size)
+    for a, b in zip(rows.logprob, shared.logprob):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+    for i, (prompt, cands) in enumerate(zip(MULTI_PROMPTS, MULTI_CANDIDATES)):
+        for c, cand in enumerate(cands):
+            assert shared.logprob[i][c] == pytest.approx(slow_reference(tiny.model, tiny.tokenizer, prompt, cand)[0],
+                                                         abs=1e-4)
+
+
+class TokenCounter:
+    """Wraps a model and counts the input tokens of every forward pass."""
+
+    def __init__(self, model):
+        self.model, self.tokens = model, 0
+
+    def __call__(self, **kwargs):
+        self.tokens += kwargs["input_ids"].numel()
+        return self.model(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_shared_prefix_runs_each_prompt_once(tiny):
+    long_prompt = "A friend in need is a friend indeed, and the old saying goes on to say that the"
+    cands = [[" quick brown fox", " lazy old dog", " small grey cat"]]
+    counted = {}
+    for share in (False, True):
+        counter = TokenCounter(tiny.model)
+        score_candidates(counter, tiny.tokenizer, [long_prompt], cands, share_prompt=share)
+        counted[share] = counter.tokens
+    prompt_tokens = len(tiny.tokenizer(long_prompt)["input_ids"])
+    assert counted[False] >= 3 * prompt_tokens  # a full row per candidate
+    assert counted[True] < counted[False] - prompt_tokens  # the prompt ran once, not three times
+
+
+def test_single_token_candidates_keep_one_shared_row(tiny):
+    # facts-style answers need no cache: both candidates are read from one row, whichever path is asked for
+    counter = TokenCounter(tiny.model)
+    score_candidates(counter, tiny.tokenizer, PROMPTS[:1], CANDIDATES[:1])
+    assert counter.tokens == len(tiny.tokenizer(PROMPTS[0])["input_ids"])
+
+
+def test_shared_prefix_path_through_a_lora_model(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    from continual.models import load_model
+    model = get_peft_model(load_model("tiny", seed=0).model, LoraConfig(r=4, target_modules="all-linear",
+                                                                       init_lora_weights=False))
+    rows = score_candidates(model, tiny.tokenizer, MULTI_PROMPTS, MULTI_CANDIDATES, share_prompt=False)
+    shared = score_candidates(model, tiny.tokenizer, MULTI_PROMPTS, MULTI_CANDIDATES)
+    for a, b in zip(rows.logprob, shared.logprob):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+class FullLogitsOnly(torch.nn.Module):
+    """A causal LM whose forward takes no ``logits_to_keep``: the scorer must compute every position for it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        assert "logits_to_keep" not in kwargs
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+@pytest.mark.parametrize("share_prompt", [False, True])
+def test_lm_head_on_needed_positions_only_changes_nothing(tiny, share_prompt):
+    prompts, cands = PROMPTS + MULTI_PROMPTS, CANDIDATES + MULTI_CANDIDATES
+    kept = score_candidates(tiny.model, tiny.tokenizer, prompts, cands, share_prompt=share_prompt)
+    full = score_candidates(FullLogitsOnly(tiny.model), tiny.tokenizer, prompts, cands, share_prompt=share_prompt)
+    for a, b in zip(full.logprob, kept.logprob):
+        np.testing.assert_allclose(b, a, atol=1e-5)

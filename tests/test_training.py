@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -137,3 +138,109 @@ def test_precision_option():
     assert not training_arguments(1, 2, 1e-3, precision="fp32", **common).bf16
     with pytest.raises(ContinualError, match="precision must be auto, fp32 or bf16"):
         RunConfig(precision="fp16")
+
+
+# ------------------------------------------------------------------------------------- packing, precision
+
+MIXED = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is", "A", "The road goes on to the"],
+                           "completion": [" enemy.", " Luke Skywalker's friend and teacher.", " b", " sea"]})
+
+
+def test_packed_collator_concatenates_without_padding(tiny):
+    from continual.training import PackedCompletionCollator
+    rows = list(tokenize_completions(MIXED, tiny.tokenizer, 64))
+    batch = PackedCompletionCollator()(rows)
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in batch
+    assert batch["input_ids"][0].tolist() == [t for r in rows for t in r["input_ids"]]
+    assert batch["position_ids"][0].tolist() == [p for n in lengths for p in range(n)]
+    assert batch["labels"][0].tolist() == [t for r in rows for t in r["labels"]]  # prompts already start with -100
+    assert batch["use_cache"] is False  # a cache would hide the packed layout from the mask builder
+
+
+def test_packed_batch_gives_the_padded_loss_and_gradients():
+    from continual.models import load_model
+    from continual.training import PackedCompletionCollator
+    loaded = load_model("tiny", seed=0)
+    model, rows = loaded.model.train(), list(tokenize_completions(MIXED, loaded.tokenizer, 64))
+    grads = []
+    for collate in (CompletionCollator(loaded.tokenizer.pad_token_id), PackedCompletionCollator()):
+        model.zero_grad()
+        loss = model(**collate(rows)).loss
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    assert grads[1][0] == pytest.approx(grads[0][0], abs=1e-4)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strategy, options", [("ewc", {"ewc.fisher_samples": 8}), ("lora+replay", {})])
+def test_packed_stages_match_padded_stages(strategy, options):
+    """Two stages through the runner's trainer: the same losses within float noise (fp32) with and without packing.
+    Stage two carries the strategy's state (EWC penalty, replayed examples)."""
+    import dataclasses
+
+    import continual  # noqa: F401
+    from strategies import make_strategy
+    from tests.conftest import StageRunner
+    losses = []
+    for packing in (False, True):
+        runner = StageRunner(make_strategy(strategy, options), steps=3, lr=1e-3)
+        runner.config = dataclasses.replace(runner.config, packing=packing)
+        losses.append([r["loss"] for r in runner.stage(0) + runner.stage(1)])
+    np.testing.assert_allclose(losses[1], losses[0], atol=1e-4)
+
+
+def test_packing_falls_back_to_padding_where_it_would_change_results(tiny):
+    import continual  # noqa: F401
+    from continual.training import PackedCompletionCollator, packing_applies, stage_collator
+    from strategies import make_strategy
+    assert isinstance(stage_collator(tiny.tokenizer, tiny.model, make_strategy("lora+replay"), packing=True),
+                      PackedCompletionCollator)
+    assert isinstance(stage_collator(tiny.tokenizer, tiny.model, make_strategy("naive"), packing=False),
+                      CompletionCollator)
+    ok, why = packing_applies(tiny.model, make_strategy("replay+distill"))
+    assert not ok and "distill" in why
+    with pytest.warns(UserWarning, match="distill read the padded batch"):
+        assert isinstance(stage_collator(tiny.tokenizer, tiny.model, make_strategy("distill"), packing=True),
+                          CompletionCollator)
+
+    class Unknown:
+        config = type("C", (), {"_attn_implementation": "some_linear_attention"})()
+    ok, why = packing_applies(Unknown(), make_strategy("naive"))
+    assert not ok and "some_linear_attention" in why
+
+
+def test_precision_and_optimizer_choice():
+    common = dict(seed=0, device="cpu", scheduler="constant", warmup_steps=0, max_grad_norm=1.0, progress=False)
+    fp32 = training_arguments(1, 2, 1e-3, **common)
+    assert not fp32.bf16 and fp32.optim == "adamw_torch" and not fp32.torch_compile  # CPU defaults unchanged
+    bf16 = training_arguments(1, 2, 1e-3, precision="bf16", compile=True, **common)
+    assert bf16.bf16 and bf16.torch_compile
+    with pytest.raises(ValueError, match="precision must be one of"):
+        training_arguments(1, 2, 1e-3, precision="fp8", **common)
+
+
+def test_run_config_rejects_an_unknown_precision():
+    from continual.config import RunConfig
+    from continual.errors import ContinualError
+    with pytest.raises(ContinualError, match="precision must be auto, fp32 or bf16"):
+        RunConfig(precision="half")
+
+
+def test_bf16_autocast_loss_matches_fp32_loosely(tmp_path):
+    """bf16 autocast (here on CPU) against fp32 on the same first batch: bf16 keeps 8 bits of mantissa, so the
+    tolerance is 2% of the loss rather than fp32's 1e-4."""
+    from continual.models import load_model
+    first = []
+    for precision in ("fp32", "bf16"):
+        loaded = load_model("tiny", seed=0)
+        args = training_arguments(1, 2, 1e-3, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
+                                  max_grad_norm=1.0, progress=False, output_dir=str(tmp_path / precision),
+                                  precision=precision)
+        recorder = LossRecorder("s", "naive")
+        StageTrainer(model=loaded.model, args=args, train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
+                     data_collator=CompletionCollator(loaded.tokenizer.pad_token_id), callbacks=[recorder]).train()
+        first.append(recorder.rows[0]["loss"])
+    assert first[1] == pytest.approx(first[0], rel=2e-2)
+    assert first[1] != first[0]  # autocast did run in bf16
