@@ -71,7 +71,7 @@ def test_untokenized_export_batches_text(stream):
 
 
 def test_evaluate_experience_scores_as_the_runner_does(stream, scenario, tiny):
-    rows = evaluate_stream(tiny.model, tiny.tokenizer, stream, Naive(), "base")
+    rows = evaluate_stream(tiny.model, tiny.tokenizer, stream, Naive(), "base", -1)
     for j, exp in enumerate(scenario.test_stream):
         expected = next(r["accuracy"] for r in rows if r["task"] == stream.tasks[j].name and r["split"] == "train")
         assert evaluate_experience(tiny.model, tiny.tokenizer, exp) == pytest.approx(expected)
