@@ -539,7 +539,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_bench(args: argparse.Namespace) -> int:
+    import transformers
+
     from continual.results import write_atomic
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars would interleave with the report
     cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
                          if hasattr(args, f.name)})
     for name in ("batch_size", "steps"):
