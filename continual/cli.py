@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import MISSING, fields
 
-from continual.config import RunConfig
+from continual.config import RunConfig, read_yaml
 from continual.errors import ContinualError
 
 
@@ -67,18 +67,7 @@ def parse_pairs(pairs: list[str]) -> dict:
 
 def load_config_file(path: str) -> dict:
     """Run options from YAML: a mapping whose keys are RunConfig fields."""
-    import yaml
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ContinualError(f"config file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContinualError(f"config file '{path}' cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where else ""
-        raise ContinualError(f"config file '{path}' is not valid YAML{at}; fix the syntax") from None
+    data = read_yaml(path, "config file")
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ContinualError(f"config file '{path}' must be a mapping of option: value, got {type(data).__name__}")

@@ -21,6 +21,22 @@ HASHED_UNLESS_DEFAULT = {"source": "offline", "order": "given", "precision": "au
                          "compile": False}
 
 
+def read_yaml(path, what: str):
+    """A user's YAML file (``what``: "config file", "stream file"), or one ContinualError line naming it and why."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ContinualError(f"{what} '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContinualError(f"{what} '{path}' cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise ContinualError(f"{what} '{path}' is not valid YAML{at}; fix the syntax") from None
+
+
 def _help(text: str, **kw):
     return field(metadata={"help": text}, **kw)
 

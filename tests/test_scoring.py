@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from continual.bench import TokenCounter
 from continual.scoring import score_candidates, split_continuation
 
 
@@ -81,20 +82,6 @@ def test_shared_prefix_path_equals_the_row_path(tiny, batch_size):
         for c, cand in enumerate(cands):
             assert shared.logprob[i][c] == pytest.approx(slow_reference(tiny.model, tiny.tokenizer, prompt, cand)[0],
                                                          abs=1e-4)
-
-
-class TokenCounter:
-    """Wraps a model and counts the input tokens of every forward pass."""
-
-    def __init__(self, model):
-        self.model, self.tokens = model, 0
-
-    def __call__(self, **kwargs):
-        self.tokens += kwargs["input_ids"].numel()
-        return self.model(**kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
 
 
 def test_shared_prefix_runs_each_prompt_once(tiny):

@@ -15,9 +15,23 @@ from collections import defaultdict
 from datasets import Dataset
 
 from continual.errors import ContinualError
+from continual.streams.sources import SOURCES
 from continual.streams.task import Task
 
 TEXT_FIELD = "{text}"
+
+
+def select_tasks(stream: str, source: str, offline: dict, hub: dict, tasks: list[str] | None) -> tuple[dict, list[str]]:
+    """(the source's task table, the task names to build: ``tasks`` or all of the table, in its order)."""
+    if source not in SOURCES:
+        raise ContinualError(f"unknown source '{source}'; choose one of: {', '.join(SOURCES)}")
+    table = offline if source == "offline" else hub
+    names = tasks or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ContinualError(f"{stream} ({source}) has no task(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(table)}")
+    return table, names
 
 
 def check_template(template: str, where: str, field: str = TEXT_FIELD) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from continual.config import read_yaml
 from continual.errors import ContinualError
 from continual.streams import sources
 from continual.streams.build import INSTRUCTION_TEMPLATE, choice_task, generation_task
@@ -40,18 +41,8 @@ def is_stream_file(name: str) -> bool:
 
 
 def read_stream_file(path: str | Path) -> dict:
-    import yaml
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ContinualError(f"stream file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContinualError(f"stream file '{path}' cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark else ""
-        raise ContinualError(f"stream file '{path}' is not valid YAML{at}; fix the syntax") from None
+    data = read_yaml(path, "stream file")
     if not isinstance(data, dict):
         raise ContinualError(f"stream file '{path}' must be a mapping with a 'tasks' list")
     return data

@@ -11,9 +11,8 @@ hub: databricks-dolly-15k categories (open_qa, classification, creative_writing)
 
 from __future__ import annotations
 
-from continual.errors import ContinualError
 from continual.streams import sources
-from continual.streams.build import generation_task
+from continual.streams.build import generation_task, select_tasks
 from continual.streams.task import Stream
 
 OFFLINE = {"trivia": "general-knowledge questions with short answers",
@@ -24,21 +23,10 @@ HUB = {"open_qa": "dolly-15k open_qa", "classification": "dolly-15k classificati
        "creative_writing": "dolly-15k creative_writing", "alpaca": "tatsu-lab/alpaca"}
 
 
-def task_names(source: str) -> list[str]:
-    return list(OFFLINE if source == "offline" else HUB)
-
-
 def instructions_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None, train_size: int = 0,
                         test_size: int = 25) -> Stream:
     """``train_size`` 0: every pair not held out (offline categories hold 60-280 prompts); hub tasks take 400."""
-    if source not in sources.SOURCES:
-        raise ContinualError(f"unknown source '{source}'; choose one of: {', '.join(sources.SOURCES)}")
-    table = OFFLINE if source == "offline" else HUB
-    names = tasks or list(table)
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise ContinualError(f"instructions ({source}) has no task(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(table)}")
+    table, names = select_tasks("instructions", source, OFFLINE, HUB, tasks)
     if source == "hub":
         train_size = train_size or 400
         dolly = None

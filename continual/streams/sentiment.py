@@ -11,9 +11,8 @@ Each split is balanced (half positive) and drawn deterministically from the seed
 
 from __future__ import annotations
 
-from continual.errors import ContinualError
 from continual.streams import sources
-from continual.streams.build import choice_task
+from continual.streams.build import choice_task, select_tasks
 from continual.streams.task import Stream
 
 VERBALIZER = {"positive": " positive", "negative": " negative"}  # candidate order: label 0 = positive
@@ -29,20 +28,9 @@ HUB = {task: (lambda seed, spec=spec, n=0: sources.hub_labelled(spec[0], spec[2]
               f"{spec[0]} ({spec[1]} split)") for task, spec in sources.HUB_SENTIMENT.items()}
 
 
-def task_names(source: str) -> list[str]:
-    return list(OFFLINE if source == "offline" else HUB)
-
-
 def sentiment_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None,
                      train_size: int = 400, test_size: int = 200) -> Stream:
-    if source not in sources.SOURCES:
-        raise ContinualError(f"unknown source '{source}'; choose one of: {', '.join(sources.SOURCES)}")
-    names = tasks or task_names(source)
-    table = OFFLINE if source == "offline" else HUB
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise ContinualError(f"sentiment ({source}) has no task(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(table)}")
+    table, names = select_tasks("sentiment", source, OFFLINE, HUB, tasks)
     built = []
     for name in names:
         loader, what = table[name]

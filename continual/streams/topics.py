@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from datasets import concatenate_datasets
 
-from continual.errors import ContinualError
 from continual.streams import sources
-from continual.streams.build import choice_task
+from continual.streams.build import choice_task, select_tasks
 from continual.streams.task import Stream
 
 TEMPLATE = "Text: {text}\nKind of text:"
@@ -39,19 +38,9 @@ HUB = {  # task -> (AG News labels and their answers)
 }
 
 
-def task_names(source: str) -> list[str]:
-    return list(OFFLINE if source == "offline" else HUB)
-
-
 def topics_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None, train_size: int = 300,
                   test_size: int = 200) -> Stream:
-    if source not in sources.SOURCES:
-        raise ContinualError(f"unknown source '{source}'; choose one of: {', '.join(sources.SOURCES)}")
-    table = OFFLINE if source == "offline" else HUB
-    names = tasks or list(table)
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise ContinualError(f"topics ({source}) has no task(s) {', '.join(unknown)}; choose from {', '.join(table)}")
+    table, names = select_tasks("topics", source, OFFLINE, HUB, tasks)
     built = []
     if source == "hub":
         dataset_id, split, mapping = sources.HUB_TOPICS
