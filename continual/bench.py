@@ -9,7 +9,7 @@ One command, three sections, every figure taken in the same run on the same mach
      one-by-one   one unpadded forward pass per (example, candidate)
    The two slow baselines run on a small sample (``--slow-examples``). A second line compares the shared-prefix
    (KV cache) path with the row-per-candidate path on the retention probe's cloze items (four multi-token answers).
-2. training tokens/s per strategy through the real stage trainer (``runner._train_stage``: HF Trainer, strategy
+2. training tokens/s per strategy through the real stage trainer (``training.train_stage``: HF Trainer, strategy
    hooks, planned batches) against a plain PyTorch loop on the same model, batches, precision and AdamW (fused on
    CUDA), counting all tokens of the batch tensors and only the non-padding ones. A strategy's state needs a stage
    behind it (EWC's Fisher, replay's buffer, distill's teacher), so each strategy trains ``--prep-steps`` on the
@@ -23,7 +23,6 @@ Nothing here asserts a speed: the numbers are printed, and written as JSON and M
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -38,29 +37,46 @@ import time
 from pathlib import Path
 
 from continual.errors import ContinualError
+from continual.options import Options, option
 
 TRAIN_STRATEGIES = ("naive", "lora", "ewc", "replay", "distill", "dpo")
 # bounded state building so the harness stays quick; these affect only the preparation stage, not the timed steps
 PREP_OPTIONS = {"ewc": {"ewc.fisher_samples": 16}}
 
 
+SECTIONS = ("evaluation", "training", "end_to_end")
+
+
 @dataclasses.dataclass
-class BenchConfig:
-    model: str = "smollm2-135m"
-    stream: str = "facts"
-    device: str = "auto"
-    strategies: str = ",".join(TRAIN_STRATEGIES)
-    batch_size: int = 8
-    steps: int = 5  # measured training steps per strategy
-    warmup: int = 2  # untimed steps before them
-    prep_steps: int = 2  # steps on the first task that give each strategy its state
-    packing: bool = False
-    precision: str = "auto"
-    eval_examples: int = 0  # toolkit scorer: 0 = every eval example of the first task
-    slow_examples: int = 8  # seeds' way and one-by-one baselines
-    e2e: bool = True  # end-to-end run of every strategy on the tiny model
-    e2e_steps: int = 20
-    seed: int = 0
+class BenchConfig(Options):
+    """``continual bench``'s options (the same mechanism as ``continual run``'s: continual.options)."""
+    model: str = option("smollm2-135m", "model alias or folder")
+    stream: str = option("facts", "stream whose first two tasks are used")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    strategies: str = option(",".join(TRAIN_STRATEGIES), "strategies to time, comma-separated")
+    batch_size: int = option(8, "training examples per step", low=1)
+    steps: int = option(5, "measured training steps per strategy", low=1)
+    warmup: int = option(2, "untimed training steps before them", low=0)
+    prep_steps: int = option(2, "steps on the first task that give each strategy its state", low=0)
+    packing: bool = option(False, "train on padding-free packed batches")
+    precision: str = option("auto", "training precision", choices=("auto", "fp32", "bf16"))
+    eval_examples: int = option(0, "examples for the toolkit scorer (0 = every eval example of task 1)", low=0)
+    slow_examples: int = option(8, "examples for the two slow evaluation baselines", low=1)
+    e2e: bool = option(True, "end-to-end run of every strategy on the tiny model")
+    e2e_steps: int = option(20, "steps per stage in the end-to-end run", low=1)
+    seed: int = option(0, "seed of the model, data and training")
+    only: str = option("", "comma-separated sections: evaluation, training, end_to_end", shown_default="all")
+    json: str = option("", "also write the report as JSON to this file", metavar="FILE")
+    markdown: str = option("", "also write the report as a Markdown table to this file", metavar="FILE")
+
+    def check(self):
+        unknown = set(self.sections()) - set(SECTIONS)
+        if unknown:
+            raise ContinualError(f"--only names unknown section(s) {', '.join(sorted(unknown))}; choose from "
+                                 f"{', '.join(SECTIONS)}")
+
+    def sections(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.only.split(",") if s.strip()) or SECTIONS
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
@@ -137,13 +153,13 @@ def bench_evaluation(cfg: BenchConfig, device: str) -> dict:
 
     from continual.config import RunConfig
     from continual.models import load_model
-    from continual.probes.retention import load_cloze_items
+    from continual.probes.cloze import load_cloze_items
     from continual.runner import stream_for
     from continual.scoring import score_candidates
 
     loaded = load_model(cfg.model, seed=cfg.seed)
     model, tok = loaded.model.to(device).eval(), loaded.tokenizer
-    task = stream_for(RunConfig(stream=cfg.stream, seed=cfg.seed, out="unused")).tasks[0]
+    task = stream_for(RunConfig(stream=cfg.stream, seed=cfg.seed)).tasks[0]
     prompts = [p for ds in task.eval.values() for p in ds["prompt"]]
     candidates = [c for ds in task.eval.values() for c in ds["candidates"]]
     labels = [y for ds in task.eval.values() for y in ds["label"]]
@@ -284,7 +300,8 @@ def train_worker(spec: dict) -> dict:
     import continual  # noqa: F401  (package import order: strategies import continual)
     from continual.config import RunConfig
     from continual.models import load_model
-    from continual.runner import _train_stage, resolve_device, stream_for
+    from continual.runner import resolve_device, stream_for
+    from continual.training import train_stage
     from strategies import StageContext, make_strategy
 
     device = resolve_device(spec["device"])
@@ -293,8 +310,7 @@ def train_worker(spec: dict) -> dict:
     loaded = load_model(spec["model"], seed=spec["seed"])
     tok, model = loaded.tokenizer, loaded.model.to(device)
     config = RunConfig(model=spec["model"], stream=spec["stream"], seed=spec["seed"], batch_size=spec["batch_size"],
-                       progress=False, out="unused", packing=spec["packing"], precision=spec["precision"],
-                       device=device)
+                       progress=False, packing=spec["packing"], precision=spec["precision"], device=device)
     stream = stream_for(config)
     timed_steps = spec["warmup"] + spec["steps"]
     with PeakMemory(device) as memory:
@@ -307,10 +323,11 @@ def train_worker(spec: dict) -> dict:
 
             def ctx(i):
                 return StageContext(index=i, task=stream.tasks[i], stream=stream, tokenizer=tok, device=device,
-                                    seed=config.seed, batch_size=config.batch_size, general_source="offline")
-            _train_stage(model, tok, strategy, ctx(0), config, spec["prep_steps"])
+                                    seed=config.seed, batch_size=config.batch_size, general_source="offline",
+                                    max_length=config.max_length)
+            train_stage(model, strategy, ctx(0), config, spec["prep_steps"])
             clock = _step_clock()(device)
-            _train_stage(model, tok, strategy, ctx(1), config, timed_steps, callbacks=[clock])
+            train_stage(model, strategy, ctx(1), config, timed_steps, callbacks=[clock])
             durations = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(clock.ends, clock.ends[1:])]
             tokens = clock.step_tokens(timed_steps, config.batch_size)
     measured = slice(spec["warmup"], timed_steps)
@@ -399,7 +416,7 @@ def bench_end_to_end(cfg: BenchConfig, device: str, log) -> dict:
     """Every built-in strategy over the whole stream on the tiny model, one after another (continual.run)."""
     from continual.runner import run
     from strategies import STRATEGIES
-    names = list(STRATEGIES)
+    names = STRATEGIES.names()
     with tempfile.TemporaryDirectory(prefix="continual-bench-e2e-") as out:
         log(f"  end to end: {len(names)} strategies on tiny, {cfg.e2e_steps} steps per stage ...")
         t0 = time.perf_counter()
@@ -510,70 +527,26 @@ def run_bench(cfg: BenchConfig, sections=("evaluation", "training", "end_to_end"
     return report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = BenchConfig()
-    parser.add_argument("--model", default=defaults.model, help="model alias or folder (default: %(default)s)")
-    parser.add_argument("--stream", default=defaults.stream, help="stream whose first two tasks are used "
-                        "(default: %(default)s)")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--strategies", default=defaults.strategies, help="strategies to time, comma-separated "
-                        "(default: %(default)s)")
-    for name, text in (("batch_size", "training examples per step"), ("steps", "measured training steps"),
-                       ("warmup", "untimed training steps before them"),
-                       ("prep_steps", "steps on the first task that give each strategy its state"),
-                       ("eval_examples", "examples for the toolkit scorer (0 = every eval example of task 1)"),
-                       ("slow_examples", "examples for the two slow evaluation baselines"),
-                       ("e2e_steps", "steps per stage in the end-to-end run")):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                            help=f"{text} (default: %(default)s)")
-    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=defaults.packing,
-                        help="train on padding-free packed batches (default: %(default)s)")
-    parser.add_argument("--precision", default=defaults.precision, choices=("auto", "fp32", "bf16"),
-                        help="training precision (default: %(default)s)")
-    parser.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=defaults.e2e,
-                        help="end-to-end run of every strategy on the tiny model (default: %(default)s)")
-    parser.add_argument("--only", default="", help="comma-separated sections: evaluation, training, end_to_end "
-                        "(default: all)")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="also write the report as a Markdown table")
-
-
-def main_bench(args: argparse.Namespace) -> int:
+def main_bench(cfg: BenchConfig) -> int:
     import transformers
 
     from continual.results import write_atomic
-    transformers.utils.logging.disable_progress_bar()  # weight-loading bars would interleave with the report
-    cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
-                         if hasattr(args, f.name)})
-    for name in ("batch_size", "steps"):
-        if getattr(cfg, name) <= 0:
-            raise ContinualError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in ("warmup", "prep_steps", "eval_examples", "e2e_steps"):
-        if getattr(cfg, name) < 0:
-            raise ContinualError(f"--{name.replace('_', '-')} must be zero or positive, got {getattr(cfg, name)}")
-    if cfg.slow_examples <= 0:
-        raise ContinualError(f"--slow-examples must be positive, got {cfg.slow_examples}")
-    sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) or ("evaluation", "training",
-                                                                                 "end_to_end")
-    unknown = set(sections) - {"evaluation", "training", "end_to_end"}
-    if unknown:
-        raise ContinualError(f"--only names unknown section(s) {', '.join(sorted(unknown))}; choose from "
-                             "evaluation, training, end_to_end")
     from strategies import make_strategy
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars would interleave with the report
     for name in cfg.strategies.split(","):
         make_strategy(name.strip())  # an unknown strategy fails before anything runs
-    for path in (args.json, args.markdown):
+    for path in (cfg.json, cfg.markdown):
         if path and not Path(path).resolve().parent.is_dir():
             raise ContinualError(f"cannot write {path}: its folder does not exist")
     command = "continual bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "continual bench"
 
     def save(report):
-        if args.json:
-            write_atomic(Path(args.json), json.dumps(report, indent=2) + "\n")
-        if args.markdown:
-            write_atomic(Path(args.markdown), render_markdown(report))
+        if cfg.json:
+            write_atomic(Path(cfg.json), json.dumps(report, indent=2) + "\n")
+        if cfg.markdown:
+            write_atomic(Path(cfg.markdown), render_markdown(report))
 
-    report = run_bench(cfg, sections, log=lambda m: print(m, file=sys.stderr, flush=True), command=command,
+    report = run_bench(cfg, cfg.sections(), log=lambda m: print(m, file=sys.stderr, flush=True), command=command,
                        save=save)
     print(render_markdown(report))
     return 0

@@ -12,63 +12,60 @@ model before any training, read from the runs' base rows (one per distinct seed)
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
-import sys
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from continual.config import NOT_HASHED
 from continual.errors import ContinualError
 from continual.metrics import CONVENTIONS
-from continual.results import write_atomic
+from continual.results import Run, write_atomic
 
-# Table columns, in order, with what each holds. The matrix metrics' conventions come from continual.metrics.
-METRICS = {
-    "acc": CONVENTIONS["acc"],
-    "learned": "mean over tasks of R[j,j] - b[j]: how much each stage learned its own task (joint: final row - b)",
-    "bwt": CONVENTIONS["bwt"],
-    "fwt": CONVENTIONS["fwt"],
-    "forgetting": CONVENTIONS["forgetting"],
-    "retention": CONVENTIONS["retention"],
-    "cloze": "knowledge cloze accuracy of the final model (retention probe)",
-    "ppl_ratio": "perplexity on held-out general text, final model / base model",
-    "kl": "mean per-token KL(base || final model) on held-out general text",
-    "trainable": "trainable parameters",
-    "wall_s": "wall time of the whole run, seconds",
-    "memory_mb": "peak memory, MB (CUDA: max allocated; CPU: process peak RSS)",
+log = logging.getLogger(__name__)
+
+# Table columns from the accuracy matrix, in order, with what each holds and whether higher is better. The probes'
+# columns follow (declared by each probe, read from the runs' summary.json), then what the run cost.
+MATRIX_METRICS = {
+    "acc": (CONVENTIONS["acc"], True),
+    "learned": ("mean over tasks of R[j,j] - b[j]: how much each stage learned its own task (a reference's single "
+                "stage: final row - b)", True),
+    "bwt": (CONVENTIONS["bwt"], True),
+    "fwt": (CONVENTIONS["fwt"], True),
+    "forgetting": (CONVENTIONS["forgetting"], False),
+}
+COST_METRICS = {
+    "trainable": ("trainable parameters", False),
+    "wall_s": ("wall time of the whole run, seconds", False),
+    "memory_mb": ("peak memory, MB (CUDA: max allocated; CPU: process peak RSS)", False),
 }
 # Fields of a run's config that do not make it a different experiment: replicates of one row.
 REPLICATE_FIELDS = ("seed", "tasks", "order")
 # Fields that decide the base model's scores (the base row is shared by every strategy trained from it).
-BASE_FIELDS = ("stream", "source", "model", "camp_size", "chat_template", "eval_cap", "probe_text", "probe_tokens",
-               "kl_tokens")
+BASE_FIELDS = ("stream", "source", "stream_options", "model", "chat_template", "eval_cap", "max_length",
+               "general_text", "probe", "probe_options")
 BASE_LABEL = "base"
 
 
-@dataclass
-class Run:
-    """A completed run directory, read back."""
-    path: Path
-    config: dict  # config.yaml's "config": the resolved RunConfig
-    summary: dict
-    matrix: pd.DataFrame  # row "base" first, then one row per stage
-    splits: dict[str, pd.DataFrame]  # the other evaluation splits' matrices (facts: reversed, heldout)
-    probe: pd.DataFrame
+def probe_metrics(runs: list[Run]) -> dict[str, dict]:
+    """The headline probe columns of these runs, in the order their probes declare them: {column: declaration}."""
+    columns: dict[str, dict] = {}
+    for run in runs:
+        for name, column in run.probe_columns.items():
+            if column.get("headline", True):
+                columns.setdefault(name, column)
+    return columns
 
-    @property
-    def default_order(self) -> bool:
-        return not self.config.get("tasks")
 
-    @property
-    def stages(self) -> list[str]:
-        return [r for r in self.matrix.index if r != "base"]
+def metric_notes(runs: list[Run]) -> dict[str, tuple[str, bool | None, int]]:
+    """Every table metric of these runs: (what it holds, whether higher is better, decimal places)."""
+    probes = {k: (c["description"], c.get("higher_is_better"), int(c.get("digits", 3)))
+              for k, c in probe_metrics(runs).items()}
+    fixed = {k: (text, higher, 3) for k, (text, higher) in {**MATRIX_METRICS, **COST_METRICS}.items()}
+    return {**{k: fixed[k] for k in MATRIX_METRICS}, **probes, **{k: fixed[k] for k in COST_METRICS}}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -88,13 +85,12 @@ def find_runs(paths, include_incomplete: bool = False) -> list[Run]:
     found = list(dict.fromkeys(d.resolve() for d in found))
     runs, skipped = [], []
     for d in found:
-        run = load_run(d)
+        run = Run.load(d)
         (runs if run.summary.get("status") == "completed" or include_incomplete else skipped).append(run)
     for run in skipped:
-        print(f"continual: skipping {run.path}: status '{run.summary.get('status')}' (re-run it to finish)",
-              file=sys.stderr)
-    runs.sort(key=lambda r: (_strategy_rank(r.summary.get("strategy", "")), float(r.summary.get("lr") or 0),
-                             r.summary.get("seed", 0), str(r.path)))
+        log.warning("skipping %s: status '%s' (re-run it to finish)", run.path, run.summary.get("status"))
+    runs.sort(key=lambda r: (_strategy_rank(r.summary.get("strategy", ""), r.summary.get("reference", False)),
+                             float(r.summary.get("lr") or 0), r.summary.get("seed", 0), str(r.path)))
     if not runs:
         raise ContinualError(f"no completed run directory (summary.json with status 'completed') under "
                              f"{', '.join(map(str, paths))}; run `continual run --out DIR` first")
@@ -102,46 +98,17 @@ def find_runs(paths, include_incomplete: bool = False) -> list[Run]:
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    path = Path(path)
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))["config"]
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-        matrix = pd.read_csv(path / "matrix.csv", index_col="after", float_precision="round_trip")
-        splits = {f.stem.removeprefix("matrix_"): pd.read_csv(f, index_col="after", float_precision="round_trip")
-                  for f in sorted(path.glob("matrix_*.csv"))}
-        probe = pd.read_csv(path / "probe.csv", float_precision="round_trip")
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise ContinualError(f"{path} is not a readable run directory ({type(exc).__name__}: {exc}); "
-                             "re-run it or leave it out") from None
-    return Run(path, config, summary, matrix, splits, probe)
+    return Run.load(path)
 
 
 # ------------------------------------------------------------------------------------------------ intervals
 
 def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t distribution (p in (0.5, 1)), from the regularized incomplete beta function.
-
-    For t > 0, P(T <= t) = 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2); solved for t by bisection.
-    """
+    """Quantile of Student's t distribution (scipy.stats.t)."""
     if not 0.5 < p < 1 or df < 1:
         raise ValueError(f"need 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
-    return _t_quantile(float(p), int(df))
-
-
-@lru_cache(maxsize=None)
-def _t_quantile(p: float, df: int) -> float:
-    import mpmath  # pure Python, installed with torch (through sympy); exact enough for a table
-
-    def upper_tail(t):  # P(T > t)
-        return float(mpmath.betainc(df / 2, 0.5, 0, df / (df + t * t), regularized=True)) / 2
-
-    lo, hi = 0.0, 1.0
-    while upper_tail(hi) > 1 - p:
-        hi *= 2
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if upper_tail(mid) > 1 - p else (lo, mid)
-    return (lo + hi) / 2
+    from scipy.stats import t
+    return float(t.ppf(p, df))
 
 
 def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, int]:
@@ -160,41 +127,50 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, int]:
 # ------------------------------------------------------------------------------------------------ the table
 
 def learned(run: Run) -> float:
-    """Mean over tasks of R[j, j] - b[j] (for joint, one stage on every task: the final row minus the base)."""
+    """Mean over tasks of R[j, j] - b[j] (a pooled reference's one stage on every task: the final row minus the
+    base)."""
     base = run.matrix.loc["base"]
     if run.stages == list(run.matrix.columns):
         return float(np.mean([run.matrix.loc[t, t] - base[t] for t in run.matrix.columns]))
     return float((run.matrix.loc[run.stages[-1]] - base).mean())
 
 
-def run_metrics(run: Run) -> dict:
-    """One run's row: every table metric, keyed as in METRICS (plus acc_<split> for the other splits)."""
+def run_metrics(run: Run, probe_columns) -> dict:
+    """One run's row: every table metric (plus acc_<split> for the other splits)."""
     s = run.summary
-    row = {"acc": s["acc"], "learned": learned(run), "bwt": s["bwt"], "fwt": s["fwt"],
-           "forgetting": s["forgetting"], "retention": s["retention"], "cloze": s["probe"]["cloze"],
-           "ppl_ratio": s["probe"]["ppl_ratio"], "kl": s["probe"]["kl"], "trainable": s["trainable_parameters"],
+    row = {"acc": s["acc"], "learned": learned(run), "bwt": s["bwt"], "fwt": s["fwt"], "forgetting": s["forgetting"],
+           **{c: s["probe"].get(c) for c in probe_columns}, "trainable": s["trainable_parameters"],
            "wall_s": s["wall_time_s"], "memory_mb": s["peak_memory_mb"]}
     for split, matrix in run.splits.items():
         row[f"acc_{split}"] = float(matrix.loc[run.stages[-1]].mean())
     return row
 
 
-def base_metrics(run: Run) -> dict:
+def base_metrics(run: Run, probe_columns) -> dict:
     """The base model's row from a run's base rows (no training: no transfer, nothing forgotten)."""
     base = run.probe.set_index("after").loc["base"]
     row = {"acc": float(run.matrix.loc["base"].mean()), "learned": 0.0, "bwt": None, "fwt": None,
-           "forgetting": None, "retention": base.get("retention"), "cloze": base["cloze"],
-           "ppl_ratio": base["ppl_ratio"], "kl": base["kl"], "trainable": 0, "wall_s": None, "memory_mb": None}
+           "forgetting": None, **{c: base.get(c) for c in probe_columns}, "trainable": 0, "wall_s": None,
+           "memory_mb": None}
     for split, matrix in run.splits.items():
         row[f"acc_{split}"] = float(matrix.loc["base"].mean())
     return row
 
 
-def _key(run: Run) -> dict:
-    """What makes a row: the config minus output/display options, the seed and the task order."""
-    key = {k: v for k, v in run.config.items() if k not in NOT_HASHED + REPLICATE_FIELDS}
-    key["strategy_options"] = ", ".join(f"{k}={v}" for k, v in sorted(key.get("strategy_options", {}).items()))
-    return {k: format_lr(v) if k == "lr" else str(v) for k, v in key.items()}
+def _keys(runs: list[Run]) -> list[dict]:
+    """What makes each run's row: its config minus output/display options, the seed and the task order. A run's
+    config holds every option of its strategy (defaults too); ``strategy_options`` keeps only those that differ
+    between runs of the same strategy (a ratio of 0.5 vs 0.25), so rows of different strategies read cleanly."""
+    keys = []
+    for run in runs:
+        key = {k: v for k, v in run.config.items() if k not in NOT_HASHED + REPLICATE_FIELDS}
+        keys.append({k: format_lr(v) if k == "lr" else v for k, v in key.items()})
+    options = [dict(k.get("strategy_options") or {}) for k in keys]
+    for key, own in zip(keys, options):
+        same = [o for k, o in zip(keys, options) if k["strategy"] == key["strategy"]]
+        varying = [name for name in own if len({str(o.get(name)) for o in same}) > 1]
+        key["strategy_options"] = ", ".join(f"{name}={own[name]}" for name in sorted(varying))
+    return [{k: str(v) for k, v in key.items()} for key in keys]
 
 
 def format_lr(lr) -> str:
@@ -203,17 +179,18 @@ def format_lr(lr) -> str:
 
 def group_labels(runs: list[Run]) -> list[str]:
     """Each run's row label: its strategy, plus the settings that differ between the runs (e.g. lr=1e-04)."""
-    keys = [_key(r) for r in runs]
-    varying = [k for k in keys[0] if k != "strategy" and len({d.get(k) for d in keys}) > 1]
-    return [" ".join([d["strategy"]] + [f"{k}={d.get(k)}" for k in varying]) for d in keys]
+    keys = _keys(runs)
+    varying = [k for k in keys[0] if k not in ("strategy", "strategy_options") and len({d.get(k) for d in keys}) > 1]
+    return [" ".join([d["strategy"]] + [f"{k}={d.get(k)}" for k in varying] + [d["strategy_options"]]).strip()
+            for d in keys]
 
 
-def _strategy_rank(name: str) -> tuple:
+def _strategy_rank(name: str, reference: bool = False) -> tuple:
     from strategies import STRATEGIES
-    order = list(STRATEGIES)
+    order = STRATEGIES.names()
     if name == BASE_LABEL:
         return (0, 0, name)
-    if name == "joint":  # the reference goes last, after every continual strategy
+    if reference:  # a reference point (one pooled stage) goes last, after every continual strategy
         return (3, 0, name)
     return (1, order.index(name), name) if name in order else (2, 0, name)
 
@@ -225,15 +202,18 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     mean and ``<metric>_ci95`` (the Student-t 95% half-width; NaN with one run). A ``base`` row comes first.
     """
     runs = runs_or_paths if runs_or_paths and isinstance(runs_or_paths[0], Run) else find_runs(runs_or_paths)
-    records = [{**_key(r), **run_metrics(r)} for r in runs]
+    notes = metric_notes(runs)
+    probes = list(probe_metrics(runs))
+    records = [{**key, **run_metrics(r, probes)} for key, r in zip(_keys(runs), runs)]
+    references = {r.summary["strategy"] for r in runs if r.summary.get("reference")}
     bases = {}
     for r in runs:  # one base row per distinct (base settings, seed): every strategy of a seed shares it
         ident = tuple(str(r.config.get(k)) for k in BASE_FIELDS + ("seed",))
         bases.setdefault(ident, {**{k: str(r.config.get(k)) for k in BASE_FIELDS}, "strategy": BASE_LABEL,
-                                 **base_metrics(r)})
+                                 **base_metrics(r, probes)})
     frame = pd.DataFrame(list(bases.values()) + records)
-    metric_cols = [c for c in frame.columns if c in METRICS or c.startswith("acc_")]
-    ordered = [m for m in METRICS if m in metric_cols] + sorted(c for c in metric_cols if c.startswith("acc_"))
+    metric_cols = [c for c in frame.columns if c in notes or c.startswith("acc_")]
+    ordered = [m for m in notes if m in metric_cols] + sorted(c for c in metric_cols if c.startswith("acc_"))
     key_cols = [c for c in frame.columns if c not in metric_cols]
     frame[key_cols] = frame[key_cols].astype(object).where(frame[key_cols].notna(), "")  # base: no lr, steps...
     rows = []
@@ -249,26 +229,27 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     shown = ["strategy"] + [c for c in key_cols if c != "strategy" and trained[c].nunique() > 1]
     if table.loc[table["strategy"] == BASE_LABEL, "model"].nunique() > 1 and "model" not in shown:
         shown.append("model")
-    table["_rank"] = [_strategy_rank(s) for s in table["strategy"]]
+    table["_rank"] = [_strategy_rank(s, s in references) for s in table["strategy"]]
     table["_lr"] = pd.to_numeric(table["lr"], errors="coerce").fillna(0.0)
     table = table.sort_values(["_rank", "_lr"], kind="stable")
     table = table[shown + ["n"] + [c for m in ordered for c in (m, f"{m}_ci95")]].reset_index(drop=True)
     table.attrs["constant"] = {c: trained[c].iloc[0] for c in key_cols
                                if c not in shown and len(trained) and trained[c].nunique() == 1 and trained[c].iloc[0]}
+    table.attrs["metrics"] = {m: notes[m] for m in ordered if m in notes}
     return table
 
 
 # ------------------------------------------------------------------------------------------------ formatting
 
 _FORMATS = {"trainable": lambda v: f"{v / 1e6:.1f}M" if v >= 1e5 else f"{v:,.0f}", "wall_s": "{:.0f}".format,
-            "memory_mb": "{:.0f}".format, "ppl_ratio": "{:.2f}".format, "kl": "{:.3f}".format}
+            "memory_mb": "{:.0f}".format}
 _SIGNED = ("bwt", "fwt", "learned")
 
 
-def _cell(metric: str, mean: float, half: float, minus: str = "−", pm: str = " ± ") -> str:
+def _cell(metric: str, mean: float, half: float, minus: str = "−", pm: str = " ± ", digits: int = 3) -> str:
     if mean is None or not np.isfinite(mean):
         return "n/a"
-    fmt = _FORMATS.get(metric, "{:+.3f}".format if metric in _SIGNED else "{:.3f}".format)
+    fmt = _FORMATS.get(metric, f"{{:+.{digits}f}}".format if metric in _SIGNED else f"{{:.{digits}f}}".format)
     text = fmt(mean).replace("-", minus)
     if np.isfinite(half):
         text += pm + fmt(half).lstrip("+")
@@ -281,7 +262,8 @@ def formatted(table: pd.DataFrame, minus: str = "−", pm: str = " ± ") -> pd.D
     keys = [c for c in table.columns if c not in metrics and not c.endswith("_ci95")]
     out = table[keys].copy()
     for m in metrics:
-        out[m] = [_cell(m, v, h, minus, pm) for v, h in zip(table[m], table[f"{m}_ci95"])]
+        digits = table.attrs.get("metrics", {}).get(m, ("", None, 3))[2]
+        out[m] = [_cell(m, v, h, minus, pm, digits) for v, h in zip(table[m], table[f"{m}_ci95"])]
     return out
 
 
@@ -289,11 +271,12 @@ def conventions_text(table: pd.DataFrame) -> list[str]:
     lines = ["R[i,j] = score on task j after stage i; b[j] = the base model's score; the base row is the model "
              "before any stage.",
              "Cells: mean over the n runs (seeds x task orders) ± half-width of the Student-t 95% interval "
-             "(t_{0.975,n-1}·s/√n); no interval when n = 1. n/a: undefined (joint has one stage; base was not "
+             "(t_{0.975,n-1}·s/√n); no interval when n = 1. n/a: undefined (a reference has one stage; base was not "
              "trained)."]
+    metrics = table.attrs.get("metrics", {})
     for m in table.columns:
-        if m in METRICS:
-            lines.append(f"{m}: {METRICS[m]}")
+        if m in metrics:
+            lines.append(f"{m}: {metrics[m][0]}")
         elif m.startswith("acc_") and not m.endswith("_ci95"):
             lines.append(f"{m}: mean over tasks of the final row of matrix_{m[4:]}.csv")
     constant = table.attrs.get("constant", {})

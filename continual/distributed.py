@@ -10,6 +10,11 @@ the whole command. They share everything except which slice of each training bat
   - only the main process (rank 0) holds the run directory's lock and writes files; the others wait at barriers.
 
 In a plain single-process run none of this does anything: world size 1, rank 0, no collectives.
+
+The collectives are torch.distributed's own, not accelerate's helpers (PartialState, gather_object,
+broadcast_object_list): under ``accelerate launch --multi_gpu`` on a machine without GPUs (the CPU/gloo set-up the
+tests use) accelerate 1.15's PartialState reports DistributedType.NO and one process although the gloo group spans
+all of them, and its helpers then silently do nothing. The process group is the ground truth.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ b[j] is the pretrained base model's score on task j before any stage.
   forgetting         Chaudhry et al. 2018: mean over j < T-1 of max over l < T-1 of R[l, j] - R[T-1, j]
                      (the max runs over every stage before the last, including those before task j was trained,
                      and never over the base row).
+  retention          (probe score - chance) / (base score - chance): the share of an above-chance capability left.
 With one task, BWT, FWT and forgetting are undefined and return NaN.
 """
 
@@ -26,8 +27,6 @@ CONVENTIONS = {
            "(GEM uses a random-init model)",
     "forgetting": "Chaudhry et al. 2018: mean over j<T of max over stages l<T of R[l,j] - R[T,j] "
                   "(base row excluded)",
-    "retention": "(cloze_final - chance) / (cloze_base - chance) on the knowledge cloze probe; 1 = nothing lost; "
-                 "null when the base model is not 2 standard errors above chance",
 }
 
 

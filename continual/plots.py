@@ -3,12 +3,11 @@
   matrix               accuracy-matrix heatmap (rows: base then after each stage; columns: tasks), one panel per
                        evaluation split; one file per strategy group when several are given
   forgetting_curves    score on every task across stages (the classic forgetting curve), one panel per group
-  probe                retention probe components across stages (cloze, retention, perplexity ratio, KL), one line
-                       per group
-  learning_vs_forgetting  x = how much was learned (mean R[j,j] - b[j]), y = retention and -BWT: one point per
-                       strategy and learning rate, Student-t 95% intervals when a point has >= 2 runs
-  relation_graph       facts stream: what the final model believes (from predictions.csv): characters as nodes,
-                       an edge per pair coloured by the predicted relation, dashed when the prediction is wrong
+  probe                every headline probe column across stages (as the probes declare them), one line per group
+  learning_vs_forgetting  x = how much was learned (mean R[j,j] - b[j]), y = each primary probe column (a kept
+                       capability) and -BWT: one point per strategy and learning rate, Student-t 95%
+                       intervals when a point has >= 2 runs
+  <stream plots>       what a stream registers (facts: the relation graph of what the final model believes)
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot, no global backend switch) and every file is written
 to a temporary name and renamed. Several seeds (or task orders) of one group are averaged; bands and error bars are
@@ -17,11 +16,11 @@ Student-t 95% intervals (continual.compare.mean_interval).
 
 from __future__ import annotations
 
+import importlib
 import io
+import logging
 import os
 import re
-import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -30,31 +29,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from continual.compare import BASE_LABEL, Run, compare_table, find_runs, group_labels, mean_interval
+from continual.compare import BASE_LABEL, compare_table, find_runs, group_labels, mean_interval, probe_metrics
 from continual.errors import ContinualError
-from continual.results import write_atomic
+from continual.results import Run, write_atomic
 
+log = logging.getLogger(__name__)
 sns.set_theme(style="whitegrid", context="notebook")
 
 
 # ------------------------------------------------------------------------------------------------ files
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ContinualError(f"could not write {path}: {exc.strerror or exc}; check the output folder") from exc
-        raise
-
 
 def save(fig: Figure, out: Path, name: str) -> list[Path]:
     """name.png (150 dpi) and name.svg, atomically."""
@@ -62,7 +45,7 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
     fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     fig.savefig(svg, format="svg", bbox_inches="tight")
     paths = [out / f"{name}.png", out / f"{name}.svg"]
-    _write_bytes_atomic(paths[0], png.getvalue())
+    write_atomic(paths[0], png.getvalue())
     write_atomic(paths[1], svg.getvalue())
     return paths
 
@@ -74,7 +57,8 @@ def slug(text: str) -> str:
 # ------------------------------------------------------------------------------------------------ data
 
 def _positions(run: Run) -> dict[str, int]:
-    """x position of each matrix row: base 0, stage i at i+1; a joint run's single stage sits at the end (T)."""
+    """x position of each matrix row: base 0, stage i at i+1; a pooled reference's single stage sits at the end
+    (T)."""
     stages = run.stages
     if stages == list(run.matrix.columns) or len(stages) != 1:
         return {"base": 0, **{s: i + 1 for i, s in enumerate(stages)}}
@@ -93,13 +77,13 @@ def stage_scores(runs: list[Run], labels: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stage_probes(runs: list[Run], labels: list[str]) -> pd.DataFrame:
+def stage_probes(runs: list[Run], labels: list[str], columns: list[str]) -> pd.DataFrame:
     rows = []
     for run, label in zip(runs, labels):
         pos = _positions(run)
         for rec in run.probe.to_dict("records"):
             rows.append({"group": label, "position": pos[rec["after"]], "after": rec["after"],
-                         **{k: rec.get(k, np.nan) for k in ("cloze", "retention", "ppl_ratio", "kl")}})
+                         **{k: rec.get(k, np.nan) for k in columns}})
     return pd.DataFrame(rows)
 
 
@@ -116,7 +100,7 @@ def _stage_ticks(ax, runs: list[Run]) -> None:
     ax.set_xticks(range(T + 1))
     if len(orders) == 1:
         ax.set_xticklabels(["base"] + list(next(iter(orders))), rotation=20, ha="right")
-    elif not orders:  # joint: one stage on every task, drawn at the end
+    elif not orders:  # a pooled reference: one stage on every task, drawn at the end
         ax.set_xticklabels(["base"] + [""] * (T - 1) + [runs[0].stages[-1]])
     else:
         ax.set_xticklabels(["base"] + [f"stage {i}" for i in range(1, T + 1)])
@@ -166,7 +150,7 @@ def forgetting_curves(runs: list[Run], labels: list[str]) -> Figure:
         ax.set_title(group)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("score (matrix split)")
-        _stage_ticks(ax, [r for r, l in zip(runs, labels) if l == group])
+        _stage_ticks(ax, [r for r, label in zip(runs, labels) if label == group])
     for ax in axes[len(groups):]:
         ax.set_visible(False)
     fig.suptitle("score on every task after every stage")
@@ -174,10 +158,14 @@ def forgetting_curves(runs: list[Run], labels: list[str]) -> Figure:
 
 
 def probe_curves(runs: list[Run], labels: list[str]) -> Figure:
-    data = stage_probes(runs, labels)
-    panels = [("cloze", "knowledge cloze accuracy"), ("retention", "retention"),
-              ("ppl_ratio", "perplexity ratio to base"), ("kl", "KL(base || model), nats/token")]
-    panels = [(k, t) for k, t in panels if data[k].notna().any()]
+    """One panel per headline probe column, as the runs' probes declare them."""
+    declared = probe_metrics(runs)
+    data = stage_probes(runs, labels, list(declared))
+    panels = [(k, c.get("label") or k) for k, c in declared.items() if data[k].notna().any()]
+    if not panels:
+        fig = Figure(figsize=(5, 2))
+        fig.text(0.5, 0.5, "no probe column has a value for these runs", ha="center", va="center", color="gray")
+        return fig
     fig = Figure(figsize=(4.2 * len(panels), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     groups = list(dict.fromkeys(labels))
@@ -191,12 +179,13 @@ def probe_curves(runs: list[Run], labels: list[str]) -> Figure:
         _stage_ticks(ax, runs)
     if axes[-1].get_legend():
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
-    fig.suptitle("retention probe across stages")
+    fig.suptitle("probes across stages")
     return fig
 
 
-def learning_vs_forgetting(table: pd.DataFrame) -> Figure:
-    """One point per row of the comparison table: learned against retention and against -BWT."""
+def learning_vs_forgetting(table: pd.DataFrame, primary: dict[str, dict]) -> Figure:
+    """One point per row of the comparison table: learned against each primary probe column (a kept capability,
+    as its probe declares it) and against -BWT."""
     rows = table[table["strategy"] != BASE_LABEL].copy()
     extra = [c for c in table.columns[:table.columns.get_loc("n")] if c not in ("strategy", "lr")]
     rows["series"] = [" ".join([r["strategy"]] + [f"{c}={r[c]}" for c in extra]) for _, r in rows.iterrows()]
@@ -204,10 +193,10 @@ def learning_vs_forgetting(table: pd.DataFrame) -> Figure:
     rows["-bwt"], rows["-bwt_ci95"] = -rows["bwt"], rows["bwt_ci95"]
     series = list(dict.fromkeys(rows["series"]))
     palette = dict(zip(series, sns.color_palette("tab10" if len(series) <= 10 else "husl", len(series))))
-    fig = Figure(figsize=(13, 4.8), layout="constrained")
-    axes = fig.subplots(1, 2)
-    panels = [("retention", "retention of original capability (1 = nothing lost)"),
-              ("-bwt", "forgetting of earlier tasks (−BWT)")]
+    panels = [(k, c.get("label") or k) for k, c in primary.items() if k in rows] + [
+        ("-bwt", "forgetting of earlier tasks (−BWT)")]
+    fig = Figure(figsize=(6.5 * len(panels), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, ylabel) in zip(axes, panels):
         for name in series:
             part = rows[(rows["series"] == name) & rows[key].notna()].sort_values("lr_value")
@@ -221,8 +210,10 @@ def learning_vs_forgetting(table: pd.DataFrame) -> Figure:
                 for _, r in part.iterrows():
                     ax.annotate(f"{r['lr']}", (r["learned"], r[key]), textcoords="offset points", xytext=(5, 4),
                                 fontsize=7, color=color)
-        if key == "retention" and table.loc[table["strategy"] == BASE_LABEL, "retention"].notna().any():
-            ax.scatter([0], [1], marker="*", s=140, color="black", label="base (no training)", zorder=3)
+        base = table.loc[table["strategy"] == BASE_LABEL, key] if key in table else pd.Series(dtype=float)
+        if key in primary and base.notna().any():
+            ax.scatter([0], [float(base.dropna().iloc[0])], marker="*", s=140, color="black",
+                       label="base (no training)", zorder=3)
         if not rows[key].notna().any():
             ax.text(0.5, 0.5, f"{key.lstrip('-')} is undefined for these runs", transform=ax.transAxes,
                     ha="center", va="center", color="gray")
@@ -236,60 +227,6 @@ def learning_vs_forgetting(table: pd.DataFrame) -> Figure:
     n = int(rows["n"].max()) if len(rows) else 0
     fig.suptitle("learning vs forgetting: compare strategies at matched learning" +
                  (" (bars: Student-t 95% intervals)" if n > 1 else " (one run per point: no intervals)"))
-    return fig
-
-
-def relation_graph(run: Run, predictions: pd.DataFrame) -> Figure | None:
-    """Facts stream: the relation every pair of characters gets from the final model, one panel per world."""
-    import networkx as nx
-    from continual.streams.facts import RELATIONS, WORLDS
-    after = predictions["after"].iloc[-1]
-    tasks = [t for t in run.matrix.columns if t in WORLDS]
-    if not tasks:
-        return None
-    camp_size = int(run.config.get("camp_size", 8))
-    fig = Figure(figsize=(5.6 * len(tasks), 6.2), layout="constrained")
-    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    colors = {"friend": "#2b8cbe", "enemy": "#e34a33"}
-    for ax, task in zip(axes, tasks):
-        camps = [camp[:camp_size] for camp in WORLDS[task].camps]
-        names = [n for camp in camps for n in camp]
-        finder = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
-        part = predictions[(predictions["task"] == task) & predictions["split"].isin(["train", "heldout"])]
-        graph = nx.Graph()
-        graph.add_nodes_from(names)
-        for rec in part.to_dict("records"):
-            pair = finder.findall(rec["prompt"])[-2:]  # the last two names: a chat template may add text before
-            if len(pair) == 2:
-                graph.add_edge(*pair, predicted=RELATIONS[rec["predicted"]], correct=bool(rec["correct"]),
-                               split=rec["split"])
-        # camp A on the left half of a circle, camp B on the right
-        pos = {}
-        for side, camp in enumerate(camps):
-            angles = np.linspace(np.pi / 2 + 0.25, 3 * np.pi / 2 - 0.25, len(camp)) + (np.pi if side else 0)
-            pos.update({n: (np.cos(a), np.sin(a)) for n, a in zip(camp, angles)})
-        for correct, style, width, alpha in ((True, "solid", 1.0, 0.45), (False, "dashed", 1.8, 0.9)):
-            edges = [(u, v) for u, v, d in graph.edges(data=True) if d["correct"] == correct]
-            nx.draw_networkx_edges(graph, pos, edgelist=edges, ax=ax, style=style, width=width, alpha=alpha,
-                                   edge_color=[colors[graph.edges[e]["predicted"]] for e in edges])
-        nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=160, edgecolors="black",
-                               node_color=["#fdd49e" if n in camps[0] else "#bcbddc" for n in names],
-                               nodelist=names)
-        for n, (x, y) in pos.items():
-            ax.text(x * 1.1, y * 1.1, n, fontsize=7, ha="left" if x > 0 else "right", va="center")
-        right = sum(d["correct"] for _, _, d in graph.edges(data=True))
-        ax.set_title(f"{task}: {right}/{graph.number_of_edges()} pairs right")
-        ax.set_xlim(-2.0, 2.0)
-        ax.set_ylim(-1.3, 1.3)
-        ax.set_axis_off()
-    from matplotlib.lines import Line2D
-    handles = [Line2D([], [], color=colors["friend"], label="predicted friend"),
-               Line2D([], [], color=colors["enemy"], label="predicted enemy"),
-               Line2D([], [], color="gray", linestyle="dashed", linewidth=1.8, label="wrong"),
-               Line2D([], [], color="gray", alpha=0.45, label="right")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
-    fig.suptitle(f"what the model believes after '{after}' (trained and held-out pairs; "
-                 f"{run.summary['strategy']}, seed {run.summary['seed']})")
     return fig
 
 
@@ -308,18 +245,35 @@ def write_plots(runs_or_paths, out: str | os.PathLike) -> list[Path]:
     single = len(groups) == 1
     written = []
     for group in groups:
-        members = [r for r, l in zip(runs, labels) if l == group]
+        members = [r for r, label in zip(runs, labels) if label == group]
         written += _saved(matrix_heatmap(members, group), out, "matrix" if single else f"matrix-{slug(group)}")
-        with_predictions = [r for r in members if (r.path / "predictions.csv").is_file()]
-        if with_predictions and with_predictions[0].summary.get("stream") == "facts":
-            run = min(with_predictions, key=lambda r: (not r.default_order, r.summary["seed"]))
-            fig = relation_graph(run, pd.read_csv(run.path / "predictions.csv"))
+        for plot in stream_plots(members[0].summary.get("stream", "")):
+            with_predictions = [r for r in members if r.predictions is not None]
+            if not with_predictions:
+                continue
+            run = min(with_predictions, key=lambda r: (not r.default_order, r.summary.get("seed", 0)))
+            fig = plot(run)
             if fig is not None:
-                written += _saved(fig, out, "relation_graph" if single else f"relation_graph-{slug(group)}")
+                name = plot.__name__
+                written += _saved(fig, out, name if single else f"{name}-{slug(group)}")
     written += _saved(forgetting_curves(runs, labels), out, "forgetting_curves")
     written += _saved(probe_curves(runs, labels), out, "probe")
-    written += _saved(learning_vs_forgetting(compare_table(runs)), out, "learning_vs_forgetting")
+    table = compare_table(runs)
+    primary = {k: c for k, c in probe_metrics(runs).items() if c.get("primary")}
+    written += _saved(learning_vs_forgetting(table, primary), out, "learning_vs_forgetting")
     return written
+
+
+def stream_plots(stream: str) -> list:
+    """The plot functions a registered stream names (function(run) -> Figure or None)."""
+    from continual.streams import STREAMS
+    if stream not in STREAMS:
+        return []
+    functions = []
+    for path in STREAMS.resolve(stream).value.plots:
+        module, _, name = path.partition(":")
+        functions.append(getattr(importlib.import_module(module), name))
+    return functions
 
 
 def _saved(fig: Figure, out: Path, name: str) -> list[Path]:
@@ -329,13 +283,14 @@ def _saved(fig: Figure, out: Path, name: str) -> list[Path]:
         fig.clear()
 
 
-def plot_run(path: str | os.PathLike) -> list[Path]:
+def plot_run(run: Run | str | os.PathLike) -> list[Path]:
     """RUN/plots/ for one finished run; a plotting failure is reported, never raised (the results are written)."""
+    path = run.path if isinstance(run, Run) else Path(run)
     try:
-        return write_plots([path], Path(path) / "plots")
+        return write_plots([run if isinstance(run, Run) else Run.load(path)], path / "plots")
     except Exception as exc:  # noqa: BLE001 - a plot must never cost a run its results
-        print(f"continual: warning: the plots of {path} were not written ({type(exc).__name__}: {exc}); "
-              f"the results are complete; retry with `continual plot {path}`", file=sys.stderr)
+        log.warning("the plots of %s were not written (%s: %s); the results are complete; retry with "
+                    "`continual plot %s`", path, type(exc).__name__, exc, path)
         return []
 
 

@@ -1,16 +1,20 @@
-"""The run directory: atomic result files, the run's identity, a lock, and the checkpoint a resume starts from.
+"""The run directory: one model of what a run holds (``Run``), one writer (``RunDir``: atomic files, identity, lock,
+checkpoint), used by the runner, the Python API, compare, plots and the report.
 
   config.yaml          the resolved config, its hash, what was resolved (model source, device, tasks), versions
-  scores.csv           long form: after, task, split, accuracy, accuracy_norm, n (every split of every task)
+  scores.csv           long form: after, task, split, metric, accuracy, accuracy_norm, ref_loglik, n_labels, n
+                       (every split of every task after every row); every matrix is built from it
   matrix.csv           accuracy matrix R: row ``base`` then one row per stage (named after the task trained);
                        one column per task; values from each task's matrix split
   matrix_<split>.csv   the same for the other evaluation splits (facts: reversed, heldout)
-  probe.csv            retention probe per row (base and every stage)
+  probe.csv            the probes' columns per row (base and every stage)
   losses.csv           every training step's loss (and strategy loss terms)
-  summary.json         metrics, status, parameters, time, memory, conventions
+  predictions.csv      every evaluation example's answer from the final model
+  summary.json         metrics, status, parameters, time, memory, conventions, the probes' column declarations
   checkpoint/          the model and strategy state after the last finished stage (removed when the run completes)
+  plots/               the run's figures (continual.plots)
 
-Every file is written to a temporary name and renamed, so a killed run never leaves a truncated file. In a
+Every file is written to a temporary name, fsynced and renamed, so a killed run never leaves a truncated file. In a
 data-parallel run only the main process (rank 0) locks the directory and writes; the other processes' writes do
 nothing, and they wait in ``open`` until the main process has locked and cleaned the directory.
 """
@@ -24,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -38,59 +43,49 @@ os.umask(_UMASK)
 RESULT_FILES = ("config.yaml", "scores.csv", "probe.csv", "losses.csv", "summary.json")
 
 
-_writes: dict[str, int] = {}
-
-
-def _fault_point(name: str, f, text: str) -> None:
-    """Test hook: CONTINUAL_FAULT_WRITE=<file name> makes the CONTINUAL_FAULT_AT-th write of that file (default 1)
-    fail half-way, as CONTINUAL_FAULT_KIND says: ``abort`` (the process dies, as under SIGKILL) or ``enospc``."""
-    if os.environ.get("CONTINUAL_FAULT_WRITE") != name:
-        return
-    _writes[name] = _writes.get(name, 0) + 1
-    if _writes[name] != int(os.environ.get("CONTINUAL_FAULT_AT", "1")):
-        return
-    f.write(text[:len(text) // 2])
-    f.flush()
-    if os.environ.get("CONTINUAL_FAULT_KIND", "abort") == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    os._exit(70)
-
-
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
     """Write to a temporary file beside ``path``, fsync, rename: readers see the old file or the new, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            _fault_point(path.name, f, text)
-            f.write(text)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
         os.replace(tmp, path)
     except OSError as exc:
-        os.unlink(tmp)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ContinualError(f"disk full while writing {path}; free space and re-run the same command to "
-                                 "resume") from exc
-        raise ContinualError(f"could not write {path}: {exc.strerror or exc}; check the --out directory") from exc
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise _write_error(path, exc) from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
 
+def _write_error(path: Path, exc: OSError) -> ContinualError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ContinualError(f"disk full while writing {path}; free space and re-run the same command to resume")
+    return ContinualError(f"could not write {path}: {exc.strerror or exc}; check the output folder")
+
+
 def _remove(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; null means "undefined" (e.g. BWT with one task)
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return json_safe(value.item())
     return value
 
 
@@ -99,6 +94,8 @@ def matrix_frame(scores: pd.DataFrame, split_of_task: dict[str, str] | str, rows
     """Wide matrix from long scores: rows in ``rows`` order (base first), columns in task order."""
     if isinstance(split_of_task, str):
         split_of_task = {t: split_of_task for t in tasks}
+    if scores.empty:
+        return pd.DataFrame(index=pd.Index([], name="after"), columns=tasks, dtype=float)
     keep = scores[[split_of_task.get(t) == s for t, s in zip(scores["task"], scores["split"])]]
     wide = keep.pivot(index="after", columns="task", values="accuracy")
     wide = wide.reindex(index=[r for r in rows if r in wide.index], columns=tasks)
@@ -106,6 +103,105 @@ def matrix_frame(scores: pd.DataFrame, split_of_task: dict[str, str] | str, rows
     wide.columns.name = None
     return wide
 
+
+# ------------------------------------------------------------------------------------------------- the model
+
+@dataclass
+class Run:
+    """What a run directory holds, in memory: what the runner returns and what compare, plots and the report read."""
+    path: Path
+    config: dict  # the resolved RunConfig (config.yaml's "config")
+    summary: dict  # summary.json ({} while the run is unfinished)
+    scores: pd.DataFrame
+    probe: pd.DataFrame
+    losses: pd.DataFrame
+    resolved: dict = field(default_factory=dict)  # config.yaml's "resolved": what the config resolved to
+    _predictions: pd.DataFrame | None = None
+
+    @property
+    def rows(self) -> list[str]:
+        """Matrix rows: base, then the stages in training order (the order scores were recorded in)."""
+        return list(dict.fromkeys(self.scores["after"])) if len(self.scores) else []
+
+    @property
+    def stages(self) -> list[str]:
+        return [r for r in self.rows if r != "base"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.summary.get("tasks") or dict.fromkeys(self.scores["task"])) if len(self.scores) else []
+
+    @property
+    def matrix_split(self) -> dict[str, str]:
+        return self.summary.get("matrix_split") or self.resolved.get("matrix_split") or {}
+
+    @property
+    def matrix(self) -> pd.DataFrame:
+        """R: rows base then stages, one column per task, each task's matrix split."""
+        return matrix_frame(self.scores, self.matrix_split, self.rows, self.tasks)
+
+    def split_matrix(self, split: str) -> pd.DataFrame:
+        return matrix_frame(self.scores, split, self.rows, self.tasks)
+
+    @property
+    def splits(self) -> dict[str, pd.DataFrame]:
+        """The other evaluation splits' matrices (facts: reversed, heldout)."""
+        main = set(self.matrix_split.values())
+        names = sorted(set(self.scores["split"]) - main) if len(self.scores) else []
+        return {s: self.split_matrix(s) for s in names}
+
+    @property
+    def default_order(self) -> bool:
+        return not self.config.get("tasks") and self.config.get("order", "given") == "given"
+
+    @property
+    def predictions(self) -> pd.DataFrame | None:
+        if self._predictions is None and (self.path / "predictions.csv").is_file():
+            self._predictions = read_predictions(self.path / "predictions.csv")
+        return self._predictions
+
+    @property
+    def probe_columns(self) -> dict[str, dict]:
+        """The probes' column declarations (continual.probes.base.Column), as summary.json records them."""
+        return self.summary.get("probe_columns") or self.resolved.get("probe_columns") or {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Run:
+        """Read a run directory (complete or not); one ContinualError line if it is not a readable one."""
+        path = Path(path)
+        try:
+            recorded = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+            summary_file = path / "summary.json"
+            summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+            frames = {n: _read_frame(path / f"{n}.csv") for n in ("scores", "probe", "losses")}
+            config, resolved = recorded["config"], recorded.get("resolved") or {}
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, pd.errors.ParserError) as exc:
+            raise ContinualError(f"{path} is not a readable run directory ({type(exc).__name__}: {exc}); "
+                                 "re-run it or leave it out") from None
+        return cls(path, config, summary, frames["scores"], frames["probe"], frames["losses"], resolved)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """predictions.csv with its texts kept as written (an answer "None" stays a string) and its numbers as numbers:
+    correct True/False (None for generation tasks), the candidate indices and the per-example score."""
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    for column in ("index", "label_index", "predicted_index", "score"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce")
+    if "correct" in frame:
+        frame["correct"] = frame["correct"].map({"True": True, "False": False, "": None})
+    return frame
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """A result CSV, or an empty frame when it is absent or holds no rows (a run with no training step yet)."""
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+# ------------------------------------------------------------------------------------------------ the writer
 
 class RunDir:
     def __init__(self, path: str | os.PathLike, identity: dict, config_hash: str):
@@ -151,8 +247,12 @@ class RunDir:
             raise ContinualError(refused)
 
     def _lock_and_clean(self, fresh: bool) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / ".lock", "w")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / ".lock", "w")
+        except OSError as exc:
+            raise ContinualError(f"cannot create the run directory {self.path}: {exc.strerror or exc}; choose "
+                                 "another --out") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if we die
         except BlockingIOError:
@@ -165,31 +265,44 @@ class RunDir:
             if half_made or (fresh and name != ".lock"):  # a killed writer's leftovers (we hold the lock now)
                 _remove(self.path / name)
 
+    @property
+    def locked(self) -> bool:
+        return self._lock is not None
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
 
     # -- files
-    def write_yaml(self, name: str, data: dict) -> None:
+    def write_text(self, name: str, text: str) -> None:
         if self.writer:
-            write_atomic(self.path / name, yaml.safe_dump(_json_safe(data), sort_keys=False))
+            write_atomic(self.path / name, text)
+
+    def write_yaml(self, name: str, data: dict) -> None:
+        self.write_text(name, yaml.safe_dump(json_safe(data), sort_keys=False))
 
     def write_json(self, name: str, data: dict) -> None:
-        if self.writer:
-            write_atomic(self.path / name, json.dumps(_json_safe(data), indent=2) + "\n")
+        self.write_text(name, json.dumps(json_safe(data), indent=2) + "\n")
 
     def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False) -> None:
-        if self.writer:
-            write_atomic(self.path / name, frame.to_csv(index=index))  # full precision: a resume reads these back
+        self.write_text(name, frame.to_csv(index=index))  # full precision: a resume reads these back
 
-    def read_csv(self, name: str) -> pd.DataFrame | None:
-        path = self.path / name
-        return pd.read_csv(path, float_precision="round_trip") if path.is_file() else None
+    def write_results(self, run: Run) -> None:
+        """Every result file of the rows so far: scores, the matrices built from them, probe rows, losses."""
+        self.write_csv("scores.csv", run.scores)
+        self.write_csv("matrix.csv", run.matrix, index=True)
+        for split, frame in run.splits.items():
+            self.write_csv(f"matrix_{split}.csv", frame, index=True)
+        self.write_csv("probe.csv", run.probe)
+        self.write_csv("losses.csv", run.losses)
 
     def read_summary(self) -> dict | None:
         path = self.path / "summary.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def load(self) -> Run:
+        return Run.load(self.path)
 
     @property
     def checkpoint(self) -> Path:

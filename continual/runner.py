@@ -1,11 +1,13 @@
-"""The stage loop: for each task, train it, score every task, run the retention probe, write results.
+"""The stage loop: for each stage, train it, score every task, run the probes, write results.
 
-    base model -> probe calibration + scores (row "base")
-    for each stage i (task i): strategy.before_stage -> train -> strategy.after_stage -> scores -> probe -> files
-    -> metrics -> summary.json
+    base model -> probes calibrated + every task scored (row "base")
+    for each stage of the strategy's plan: train (continual.training.train_stage) -> score every task -> probes
+    -> result files + checkpoint
+    -> metrics -> summary.json (and, from the last stage's scoring pass, predictions.csv)
 
-Each finished stage also leaves a checkpoint (model + strategy state); re-running the same command resumes after
-the last finished stage. Stage i trains with seed (seed, i), so a resumed run repeats an uninterrupted one.
+Each finished stage leaves a checkpoint (model + strategy state); re-running the same command resumes after the
+last finished stage. Stage i trains with seed (seed, i), so a resumed run repeats an uninterrupted one. Nothing
+here knows a strategy, stream or probe by name: each brings its own plan, options, trainer and columns.
 """
 
 from __future__ import annotations
@@ -19,75 +21,80 @@ import resource
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from datasets import Dataset, concatenate_datasets
 from safetensors.torch import load_model as load_model_weights
 from safetensors.torch import save_model
-from transformers import TrainingArguments
 from tqdm.auto import tqdm
 
 from continual import distributed
 from continual.config import RunConfig
 from continual.errors import ContinualError
-from continual.evaluation import evaluate_stream
+from continual.evaluation import PREDICTION_COLUMNS, evaluate_stream
 from continual.metrics import CONVENTIONS, summarise
 from continual.models import load_model, parameter_counts
-from continual.predictions import predict_stream
-from continual.probes.general_text import general_text
-from continual.probes.retention import ProbeSettings, RetentionProbe
-from continual.results import RunDir, matrix_frame
-from continual.streams import Stream, Task, get_stream
+from continual.probes import ProbeContext, check_columns, make_probes
+from continual.results import Run, RunDir, write_atomic
+from continual.streams import Stream, Task, get_stream, stream_spec
 from continual.streams.build import fit_to_length
-from continual.training import (LossRecorder, StageTrainer, dpo_trainer_class, plan_batches, quiet_logs,
-                                stage_collator, tokenize_completions, training_arguments)
+from continual.training import train_stage
 from strategies import StageContext, make_strategy
 
-
-@dataclass
-class RunResult:
-    path: Path
-    matrix: pd.DataFrame  # rows: base then stages; columns: tasks
-    scores: pd.DataFrame
-    probe: pd.DataFrame
-    losses: pd.DataFrame
-    summary: dict
-
-    def split_matrix(self, split: str) -> pd.DataFrame:
-        rows = list(self.matrix.index)
-        return matrix_frame(self.scores, split, rows, list(self.matrix.columns))
+RunResult = Run  # what ``continual.run`` returns: the run directory's contents, in memory
 
 
-def run(config: RunConfig | None = None, **overrides) -> RunResult | list[RunResult]:
-    """Run one strategy (a RunResult) or several comma-separated ones into OUT/<strategy>/ (a list).
+def run(config: RunConfig | None = None, **overrides) -> Run | list[Run]:
+    """Run one strategy (a Run) or several comma-separated ones into OUT/<strategy>/ (a list).
 
-    A strategy may be a '+' combination (lora+replay); ``strategy_options`` keys are 'strategy.option' and go to
-    every run whose strategy has that part.
+    A strategy may be a '+' combination of parts; ``strategy_options`` keys are '<part>.<option>' and go to every
+    run whose strategy has that part.
     """
     config = dataclasses.replace(config or RunConfig(), **overrides)
     specs = [s.strip() for s in config.strategy.split(",")]
     if len(set(specs)) != len(specs) or "" in specs:
         raise ContinualError(f"--strategy lists '{config.strategy}': name each strategy once, comma-separated")
-    part_names = {spec: [p.name for p in built.parts]
-                  for spec, built in ((spec, make_strategy(spec)) for spec in specs)}
+    part_names = {spec: [p.name for p in make_strategy(spec).parts] for spec in specs}
     stray = [k for k in config.strategy_options
              if not any(k.partition(".")[0] in names for names in part_names.values())]
     if stray:
         raise ContinualError(f"strategy option(s) {', '.join(stray)} name no strategy of '{config.strategy}'; write "
-                             "<strategy>.<option>=<value>, e.g. replay.ratio=0.5")
+                             "<strategy>.<option>=<value> (`continual list` shows each strategy's options)")
     configs = [dataclasses.replace(config, strategy=spec, out=config.out if len(specs) == 1 else
                                    os.path.join(config.out, spec),
                                    strategy_options={k: v for k, v in config.strategy_options.items()
                                                      if k.partition(".")[0] in part_names[spec]})
                for spec in specs]
     for c in configs:
-        make_strategy(c.strategy, c.strategy_options)  # every option checked before the first run starts
+        resolve(c)  # every option of every run checked before the first run starts
     results = [run_one(c) for c in configs]
     return results[0] if len(specs) == 1 else results
+
+
+def resolve(config: RunConfig):
+    """(config with every option resolved and typed, strategy, probes): the strategy's, stream's and probes' full
+    options (defaults included) and the learning rate, so that the same run has the same hash however it was
+    spelled."""
+    strategy = make_strategy(config.strategy, config.strategy_options)
+    probes = make_probes(config.probe, config.probe_options)
+    spec = stream_spec(config.stream)
+    stream_options = {}
+    if spec is not None:
+        from continual.options import build, split_namespaced
+        own = split_namespaced(config.stream_options, [spec.name], "stream option", f"{spec.name}.<option>=<value>")
+        stream_options = {f"{spec.name}.{k}": v
+                          for k, v in dataclasses.asdict(build(spec.options, own[spec.name], f"{spec.name}.")).items()}
+    elif config.stream_options:
+        raise ContinualError(f"stream options {', '.join(config.stream_options)} do not apply to a stream file: set "
+                             f"them in {config.stream}")
+    typed = {f"{p.name}.{k}": v for p in strategy.parts for k, v in p.describe().items()}
+    probe_options = {f"{p.name}.{k}": v for p in probes for k, v in p.describe().items()}
+    config = dataclasses.replace(config, strategy_options=typed, stream_options=stream_options,
+                                 probe_options=probe_options,
+                                 lr=config.lr if config.lr is not None else strategy.default_lr)
+    return config, strategy, probes
 
 
 def check_data_parallel(config: RunConfig) -> None:
@@ -102,7 +109,7 @@ def check_data_parallel(config: RunConfig) -> None:
     if sharded:  # scoring runs different forward passes on each process: sharded weights would need them in lockstep
         raise ContinualError("FSDP and DeepSpeed ZeRO-3 shard the weights, but the runner scores the in-memory model "
                              "between stages on each process; launch with DDP (accelerate launch --multi_gpu) or "
-                             "DeepSpeed ZeRO-1/2, and fit a large model with LoRA (docs/scaling.md)")
+                             "DeepSpeed ZeRO-1/2, and fit a large model with adapters (docs/scaling.md)")
     if n > 1 and config.device.startswith("cuda:"):
         raise ContinualError(f"device '{config.device}' names one GPU, but {n} processes were launched; use "
                              "--device auto or cuda (each process takes its own GPU)")
@@ -117,9 +124,11 @@ def resolve_device(device: str) -> str:
 
 
 def stream_for(config: RunConfig) -> Stream:
-    """The stream of a config: built from its source, tasks picked by --tasks, then ordered by --order."""
-    options = {"camp_size": config.camp_size} if config.stream in ("facts", "mixed") else {}
-    stream = get_stream(config.stream, seed=config.seed, source=config.source, **options)
+    """The stream of a config: built from its source and options, tasks picked by --tasks, then ordered by
+    --order."""
+    spec = stream_spec(config.stream)
+    own = {k.partition(".")[2]: v for k, v in config.stream_options.items()} if spec is not None else {}
+    stream = get_stream(config.stream, seed=config.seed, source=config.source, options=own)
     by_name = {t.name: t for t in stream.tasks}
     if config.tasks:
         names = [t.strip() for t in config.tasks.split(",")]
@@ -177,9 +186,9 @@ def versions() -> dict:
     import datasets
     import peft
     import transformers
-    return {"python": platform.python_version(), "torch": str(torch.__version__), "transformers": transformers.__version__,
-            "datasets": datasets.__version__, "peft": peft.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__}
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "transformers": transformers.__version__, "datasets": datasets.__version__, "peft": peft.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__}
 
 
 def peak_memory_mb(device: str) -> tuple[float, str]:
@@ -188,7 +197,7 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
 
 
-def run_one(config: RunConfig) -> RunResult:
+def run_one(config: RunConfig) -> Run:
     import datasets
     import transformers
     datasets.disable_progress_bars()  # library-internal bars (map, weight loading, shard writing) are noise here;
@@ -201,43 +210,41 @@ def run_one(config: RunConfig) -> RunResult:
     device = resolve_device(config.device)
     if config.precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise ContinualError("this GPU has no bf16 support; use --precision fp32 (or auto)")
-    strategy = make_strategy(config.strategy, config.strategy_options)
-    parts = {p.name: p for p in strategy.parts}
-    typed = {k: getattr(parts[k.partition(".")[0]].config, k.partition(".")[2]) for k in config.strategy_options}
-    # typed options ("0.5" from the command line is 0.5 from YAML) and the resolved learning rate: same run, same hash
-    config = dataclasses.replace(config, device=device, strategy_options=typed,
-                                 lr=config.lr if config.lr is not None else strategy.default_lr)
+    config, strategy, probes = resolve(dataclasses.replace(config, device=device))
     stream = stream_for(config)
+    strategy.check_stream(stream)
     run_dir = RunDir(config.out, config.identity(), config.config_hash())
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
     tokenizer, model = loaded.tokenizer, loaded.model.to(distributed.local_device(device))
     stream = fit_to_length(format_stream(stream, tokenizer, config.chat_template), tokenizer, config.max_length)
-
-    stages = stage_plan(stream, strategy, config)
+    stages = strategy.stage_plan(stream, config.steps)
     names = [st.name for st in stages]
 
     run_dir.open(config.fresh)
     try:
         summary = run_dir.read_summary()
         if summary and summary.get("status") == "completed" and summary.get("config_hash") == run_dir.hash:
-            return load_result(run_dir.path)
-        run_dir.write_yaml("config.yaml", {
-            "config_hash": run_dir.hash, "config": dataclasses.asdict(config),
-            "resolved": {"model_source": loaded.source, "device": device, "stream": stream.name,
-                         "scenario": stream.scenario, "stream_options": stream.options,
-                         "tasks": {t.name: t.description for t in stream.tasks},
-                         "prompts": "chat template" if config.chat_template else "plain",
-                         "probe_text": config.probe_text, "probe_model": strategy.probe_model_note(),
-                         "processes": distributed.world_size(),
-                         "strategy": strategy.describe()},
-            "versions": versions()})
+            return Run.load(run_dir.path)
+        for probe in probes:  # the probes' text and items; then their columns are known
+            probe.setup(ProbeContext(tokenizer=tokenizer, general_text=config.general_text,
+                                     batch_size=config.eval_batch_size, seed=config.seed, stream=stream))
+        check_columns(probes)
+        columns = {c.name: c.to_dict(p.name) for p in probes for c in p.columns()}
+        resolved = {"model_source": loaded.source, "device": device, "stream": stream.name,
+                    "scenario": stream.scenario, "stream_options": stream.options,
+                    "tasks": {t.name: t.description for t in stream.tasks},
+                    "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
+                    "prompts": "chat template" if config.chat_template else "plain",
+                    "probe_model": strategy.probe_model_note(), "probe_columns": columns,
+                    "processes": distributed.world_size(), "strategy": strategy.describe()}
+        run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config),
+                                           "resolved": resolved, "versions": versions()})
 
-        probe = RetentionProbe(tokenizer, general_text(config.probe_text, "probe"),
-                               settings=ProbeSettings(text_tokens=config.probe_tokens, kl_tokens=config.kl_tokens,
-                                                      batch_size=config.eval_batch_size))
-        base_probe = probe.calibrate(model)  # the base model's log-probs are kept for the KL
-        # set-up draws from the global RNG (LoRA's initial A matrices): seeded here, it does not depend on what ran
+        base_probe = {"after": "base"}
+        for probe in probes:  # the base model's rows; probes that compare with the base keep what they need
+            base_probe.update(probe.calibrate(model))
+        # set-up draws from the global RNG (adapters' initial weights): seeded here, it does not depend on what ran
         # before in this process (an earlier strategy of --strategy a,b; the launcher's process-group start-up)
         torch.manual_seed(config.seed)
         model = strategy.setup(model)
@@ -248,50 +255,60 @@ def run_one(config: RunConfig) -> RunResult:
             model = _load_checkpoint(run_dir, model, strategy)
             # rows of a stage after the checkpoint (written before a crash) are dropped: that stage runs again
             kept = ["base"] + names[:done + 1]
-            scores, probes, losses = (run_dir.read_csv(n) for n in ("scores.csv", "probe.csv", "losses.csv"))
-            scores = scores[scores["after"].isin(kept)].to_dict("records")
-            probes = probes[probes["after"].isin(kept)].to_dict("records")
-            losses = losses[losses["stage"].isin(kept)].to_dict("records") if losses is not None else []
+            earlier = run_dir.load()
+            scores = earlier.scores[earlier.scores["after"].isin(kept)].to_dict("records")
+            probe_rows = earlier.probe[earlier.probe["after"].isin(kept)].to_dict("records")
+            losses = (earlier.losses[earlier.losses["stage"].isin(kept)].to_dict("records")
+                      if len(earlier.losses) else [])
         else:
             scores = evaluate_stream(model, tokenizer, stream, strategy, "base", -1, config.eval_cap,
                                      config.eval_batch_size, config.progress)
-            probes, losses = [{"after": "base", **base_probe}], []
-        times = {}
+            probe_rows, losses = [base_probe], []
+        times, predictions = {}, None
         bar = tqdm(range(done + 1, len(stages)), desc="stages", initial=done + 1, total=len(stages),
                    disable=not config.progress)
         for i in bar:
             stage = stages[i]
             bar.set_postfix_str(stage.name)
             ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer,
-                               device=distributed.local_device(device),
-                               seed=config.seed, batch_size=config.batch_size, general_source=config.probe_text)
+                               device=distributed.local_device(device), seed=config.seed,
+                               batch_size=config.batch_size, general_source=config.general_text,
+                               max_length=config.max_length)
             t0 = time.time()
-            losses += _train_stage(model, tokenizer, strategy, ctx, config, stage.steps)
+            losses += train_stage(model, strategy, ctx, config, stage.steps)
             t1 = time.time()
-            seen = len(stream.tasks) - 1 if stage.name == "joint" else i  # joint's one stage has seen every task
-            scores += evaluate_stream(model, tokenizer, stream, strategy, stage.name, seen, config.eval_cap,
-                                      config.eval_batch_size, config.progress)
+            last = i == len(stages) - 1
+            scored = evaluate_stream(model, tokenizer, stream, strategy, stage.name, stage.seen, config.eval_cap,
+                                     config.eval_batch_size, config.progress, predictions=last)
+            if last:  # the final model's answers come from the same pass
+                scored, predictions = scored
+            scores += scored
+            row = {"after": stage.name}
             with strategy.eval_model(model, i) as deployed:  # the model as deployed after stage i
-                probes.append({"after": stage.name, **probe.measure(deployed)})
+                for probe in probes:
+                    row.update(probe.measure(deployed))
+            probe_rows.append(row)
             times[stage.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}
-            _write_results(run_dir, stream, names, scores, probes, losses)
+            run_dir.write_results(_in_memory(run_dir, config, resolved, scores, probe_rows, losses))
             _save_checkpoint(run_dir, model, strategy, i)
 
-        run_dir.write_csv("predictions.csv", predict_stream(model, tokenizer, stream, strategy, names[-1],
-                                                           len(stream.tasks) - 1, config.eval_cap,
-                                                           config.eval_batch_size))
-        result_summary = _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device,
-                                  times)
-        run_dir.write_json("summary.json", result_summary)
+        if predictions is None:  # resumed after the last stage had finished: score the final model once more
+            _, predictions = evaluate_stream(model, tokenizer, stream, strategy, names[-1], stages[-1].seen,
+                                             config.eval_cap, config.eval_batch_size, predictions=True)
+        run_dir.write_csv("predictions.csv", pd.DataFrame(predictions, columns=PREDICTION_COLUMNS))
+        result = _in_memory(run_dir, config, resolved, scores, probe_rows, losses)
+        result.summary = summarise_run(result, config, strategy, stream, names, columns, trainable, total,
+                                       started, device, times)
+        run_dir.write_json("summary.json", result.summary)
         if config.export and run_dir.writer:
             _export(run_dir, model, tokenizer)
         if not config.keep_checkpoint and run_dir.writer:
             shutil.rmtree(run_dir.checkpoint, ignore_errors=True)
-        if run_dir.writer:
+        if config.plots and run_dir.writer:
             from continual.plots import plot_run  # seaborn is imported only when a run finishes
-            plot_run(run_dir.path)  # RUN/plots/; warns instead of raising: the results above are already complete
-        distributed.barrier()  # every process returns the files the main process has just written
-        return load_result(run_dir.path)
+            plot_run(result)  # RUN/plots/; warns instead of raising: the results above are already complete
+        distributed.barrier()  # every process returns once the main process has written the files
+        return result
     except Exception as exc:
         _write_failure(run_dir, exc, names)
         raise
@@ -299,108 +316,33 @@ def run_one(config: RunConfig) -> RunResult:
         run_dir.close()
 
 
-@dataclass
-class Stage:
-    name: str  # the row name in matrix.csv
-    task: Task  # what is trained: a task of the stream, or all of them pooled (joint)
-    steps: int
+def _in_memory(run_dir: RunDir, config: RunConfig, resolved: dict, scores, probe_rows, losses) -> Run:
+    return Run(run_dir.path, dataclasses.asdict(config), {}, pd.DataFrame(scores), pd.DataFrame(probe_rows),
+               pd.DataFrame(losses), resolved)
 
 
-def stage_plan(stream: Stream, strategy, config: RunConfig) -> list[Stage]:
-    if getattr(strategy, "joint", False):  # one stage on every task at once, as many steps as all stages
-        # tasks of different formats hold different extra columns (DPO's rejected answers): pool the shared ones
-        shared = [c for c in stream.tasks[0].train.column_names
-                  if all(c in t.train.column_names for t in stream.tasks)]
-        pooled = Task(name="joint", train=concatenate_datasets([t.train.select_columns(shared) for t in stream.tasks]),
-                      eval=stream.tasks[0].eval, matrix_split=stream.tasks[0].matrix_split,
-                      description="all tasks of the stream")
-        return [Stage("joint", pooled, config.steps * len(stream.tasks))]
-    return [Stage(t.name, t, config.steps) for t in stream.tasks]
-
-
-def _train_stage(model, tokenizer, strategy, ctx: StageContext, config: RunConfig, steps: int,
-                 callbacks=()) -> list[dict]:
-    strategy.before_stage(model, ctx)
-    seed = config.seed * 1000 + ctx.index
-    examples = ctx.task.train.to_list()
-    batches = [[examples[i] for i in b] for b in plan_batches(len(examples), steps, config.batch_size, seed)]
-    batches = strategy.mix_batches(batches, ctx)
-    distributed.check_same(json.dumps(batches, sort_keys=True, default=str), f"the batches of stage '{ctx.task.name}'")
-    dpo = strategy.trainer == "dpo"
-    columns = ("prompt", "completion", "rejected") if dpo else ("prompt", "completion")
-    if dpo and "rejected" not in examples[0]:
-        raise ContinualError(f"task '{ctx.task.name}' has no rejected answers, which DPO needs; use another strategy")
-    flat = Dataset.from_list([{c: e[c] for c in columns} for batch in batches for e in batch])
-    recorder = LossRecorder(ctx.task.name, config.strategy)
-    with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
-        # data-parallel: the Trainer hands each of the N processes batch_size / N consecutive examples of each planned
-        # batch, so the global batch and the example order are the single-process ones
-        per_process = config.batch_size // distributed.world_size()
-        common = dict(seed=seed, device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
-                      max_grad_norm=config.max_grad_norm, progress=config.progress, output_dir=scratch,
-                      precision=config.precision, compile=config.compile,
-                      **{_checkpointing_flag(TrainingArguments): config.gradient_checkpointing})
-        if dpo:
-            from trl import DPOConfig
-            dpo_part = next(p for p in strategy.parts if p.trainer == "dpo")
-            args = training_arguments(steps, per_process, config.lr, args_class=DPOConfig, **common,
-                                      beta=dpo_part.config.beta, loss_type=[dpo_part.config.loss_type],
-                                      max_length=config.max_length)
-            data = flat.rename_column("completion", "chosen")
-            trainer = dpo_trainer_class()(model=model, ref_model=dpo_part.reference_model(model), args=args,
-                                          train_dataset=data, processing_class=tokenizer, strategy=strategy,
-                                          callbacks=[recorder, *callbacks])
-        else:
-            args = training_arguments(steps, per_process, config.lr, **common)
-            trainer = StageTrainer(model=model, args=args, train_dataset=tokenize_completions(
-                flat, tokenizer, config.max_length), strategy=strategy,
-                data_collator=stage_collator(tokenizer, model, strategy, config.packing),
-                callbacks=[recorder, *callbacks])
-        quiet_logs(trainer)
-        trainer.train()
-    model.eval()
-    strategy.after_stage(model, ctx)
-    return recorder.rows
-
-
-def _checkpointing_flag(args_class) -> str:
-    """trl configs switch activation (gradient) checkpointing on by default; its flag was renamed in transformers 5."""
-    names = getattr(args_class, "__dataclass_fields__", {})
-    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-
-
-def _write_results(run_dir: RunDir, stream: Stream, names: list[str], scores, probes, losses) -> None:
-    frame = pd.DataFrame(scores)
-    rows = ["base"] + names
+def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: list[str], columns: dict,
+                  trainable: int, total: int, started: float, device: str, times: dict) -> dict:
+    """summary.json: the matrix metrics with their conventions, the probes' final and base rows with their
+    declarations, and what the run cost."""
     tasks = stream.task_names
-    run_dir.write_csv("scores.csv", frame)
-    run_dir.write_csv("matrix.csv", matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, rows, tasks),
-                      index=True)
-    for split in sorted({s for t in stream.tasks for s in t.eval if s != t.matrix_split}):
-        run_dir.write_csv(f"matrix_{split}.csv", matrix_frame(frame, split, rows, tasks), index=True)
-    run_dir.write_csv("probe.csv", pd.DataFrame(probes))
-    run_dir.write_csv("losses.csv", pd.DataFrame(losses))
-
-
-def _summary(config, run_dir, stream, names, scores, probes, trainable, total, started, device, times) -> dict:
-    frame = pd.DataFrame(scores)
-    tasks = stream.task_names
-    matrix = matrix_frame(frame, {t.name: t.matrix_split for t in stream.tasks}, ["base"] + names, tasks)
+    matrix = run.matrix
     R, b = matrix.loc[names].to_numpy(), matrix.loc["base"].to_numpy()
     if names == tasks:
         metrics = summarise(R, b)
-    else:  # joint: one row after one stage; transfer and forgetting do not apply
+    else:  # a plan whose stages are not one per task (a pooled reference): transfer and forgetting do not apply
         metrics = {"acc": float(R[-1].mean()), "bwt": None, "fwt": None, "forgetting": None}
-    final = probes[-1]
+    probe = run.probe.set_index("after")
     memory, memory_kind = peak_memory_mb(device)
     return {
-        "status": "completed", "config_hash": run_dir.hash, "stream": stream.name, "strategy": config.strategy,
-        "model": config.model, "seed": config.seed, "lr": config.lr, "tasks": tasks, "stages": names, **metrics,
-        "retention": final["retention"],
-        "probe": {k: final[k] for k in ("cloze", "cloze_norm", "cloze_chance", "perplexity", "ppl_ratio", "kl")},
-        "probe_base": {k: probes[0][k] for k in ("cloze", "cloze_norm", "perplexity")},
-        "base_scores": dict(zip(tasks, b.tolist())),
-        "conventions": CONVENTIONS, "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
+        "status": "completed", "config_hash": config.config_hash(), "stream": stream.name, "strategy": config.strategy,
+        "reference": strategy.reference, "model": config.model, "seed": config.seed, "lr": config.lr,
+        "tasks": tasks, "stages": names, **metrics,
+        "probe": {c: _number(probe.loc[names[-1], c]) for c in columns},
+        "probe_base": {c: _number(probe.loc["base", c]) for c in columns},
+        "probe_columns": columns,
+        "conventions": {**CONVENTIONS, **{c: d["description"] for c, d in columns.items()}},
+        "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
         "matrix_metric": {t.name: "rougeL_f1" if t.kind == "generation" else "accuracy" for t in stream.tasks},
         "trainable_parameters": trainable, "total_parameters": total,
         "wall_time_s": time.time() - started, "stage_times_s": times,
@@ -408,9 +350,14 @@ def _summary(config, run_dir, stream, names, scores, probes, trainable, total, s
     }
 
 
+def _number(value):
+    value = float(value)
+    return None if not np.isfinite(value) else value
+
+
 def _write_failure(run_dir: RunDir, exc: Exception, names: list[str]) -> None:
     """Leave earlier stages' files as they are and say in summary.json where the run stopped."""
-    if run_dir._lock is None or not (run_dir.path / "config.yaml").is_file():
+    if not run_dir.locked or not (run_dir.path / "config.yaml").is_file():
         return  # nothing of this run was written yet: write nothing
     done = _resume_point(run_dir)
     failure = {"status": "failed", "config_hash": run_dir.hash,
@@ -440,7 +387,7 @@ def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
     save_model(model, str(staging / "model.safetensors"))
     torch.save(strategy.state_dict(), staging / "strategy.pt")
-    (staging / "state.json").write_text(json.dumps({"stage": stage}))
+    write_atomic(staging / "state.json", json.dumps({"stage": stage}))
     old = run_dir.path / ".checkpoint-old"
     if run_dir.checkpoint.exists():
         os.replace(run_dir.checkpoint, old)
@@ -471,10 +418,6 @@ def _export(run_dir: RunDir, model, tokenizer) -> None:
     os.replace(staging, target)
 
 
-def load_result(path: str | os.PathLike) -> RunResult:
-    """Read a run directory back (complete or not) into DataFrames."""
-    run_dir = RunDir(path, {}, "")
-    matrix = pd.read_csv(Path(path) / "matrix.csv", index_col="after", float_precision="round_trip")
-    return RunResult(Path(path), matrix, run_dir.read_csv("scores.csv"), run_dir.read_csv("probe.csv"),
-                     run_dir.read_csv("losses.csv") if (Path(path) / "losses.csv").is_file() else pd.DataFrame(),
-                     run_dir.read_summary() or {})
+def load_result(path: str | os.PathLike) -> Run:
+    """Read a run directory back (complete or not)."""
+    return Run.load(path)

@@ -121,7 +121,7 @@ def _row_logprobs(model, plans, batch_size, progress, desc) -> list[np.ndarray]:
     sequences = list(rows)
     order = sorted(range(len(sequences)), key=lambda r: -len(sequences[r]))  # similar lengths share a batch
     found: dict[tuple[int, int], dict[int, float]] = {}
-    with _eval_mode(model):
+    with eval_mode(model):
         # data-parallel runs: each process scores its share of the batches, then all gather
         for batch in tqdm(distributed.shard(_chunks(order, batch_size)), desc=desc, disable=not progress,
                           leave=False):
@@ -144,13 +144,14 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
     prefix_len = [_common_prefix([row for row, _, _ in per]) for per in plans]
     order = sorted(range(len(plans)), key=lambda e: -prefix_len[e])
     found: dict[tuple, dict[int, float]] = {}  # (example, candidate or -1 for the prefix, position) -> {token: lp}
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in tqdm(distributed.shard(_chunks(order, batch_size)), desc=desc, disable=not progress,
                           leave=False):
             prefixes = [plans[e][0][0][:prefix_len[e]] for e in batch]
             ids, mask = _right_padded(prefixes)
             prefix_positions = [p + i for e in batch for _, p, cont in plans[e] for i in range(len(cont))
                                 if p + i < prefix_len[e]]
+            cache_arg = _cache_argument(model)
             out, column = _logits_at(model, prefix_positions, input_ids=ids.to(device),
                                      attention_mask=mask.to(device), use_cache=True, return_output=True)
             # positions inside the prefix: read from the prefix pass
@@ -168,7 +169,7 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                 picks += [(b, column[p], (e, -1, p), ts) for p, ts in sorted(wanted.items())]
             _pick(out.logits, picks, found)
             if rows:  # the remainders, continued from the cache
-                cache = out.past_key_values
+                cache = getattr(out, cache_arg)
                 for start in range(0, len(rows), batch_size):
                     part = slice(start, start + batch_size)
                     owners = row_of[part]
@@ -188,8 +189,8 @@ def _shared_prefix_logprobs(model, plans, batch_size, progress, desc) -> list[np
                         tail_picks += [(k, q - n, (e, c, q), ts) for q, ts in sorted(per_pos.items())]
                     logits, column = _logits_at(model, [q for _, q, _, _ in tail_picks],
                                                 input_ids=tail_ids.to(device), attention_mask=full_mask.to(device),
-                                                position_ids=positions.to(device), past_key_values=cache_part,
-                                                use_cache=True)
+                                                position_ids=positions.to(device), use_cache=True,
+                                                **{cache_arg: cache_part})
                     _pick(logits, [(k, column[q], key, ts) for k, q, key, ts in tail_picks], found)
     found = distributed.gather_dict(found)
     result = []
@@ -215,30 +216,35 @@ def _logits_at(model, positions: list[int], return_output: bool = False, **input
     return (out if return_output else out.logits), column
 
 
-def _takes_logits_to_keep(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+def _forward_parameters(model) -> set[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes them on
     try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
+        return set(inspect.signature(base.forward).parameters)
     except (TypeError, ValueError):
-        return False
+        return set()
+
+
+def _takes_logits_to_keep(model) -> bool:
+    return "logits_to_keep" in _forward_parameters(model)
+
+
+def _cache_argument(model) -> str:
+    """The key/value cache's name, in the forward's arguments and in its outputs: the one the model's forward names,
+    else the installed transformers' (``cache`` in recent 5.x releases, ``past_key_values`` before, now a
+    deprecated alias)."""
+    params = _forward_parameters(model)
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def _select_cache(cache, batch_rows: list[int]):
-    """A cache whose batch rows are the prefix cache's rows in the given order (repeats allowed); the prefix cache
-    itself is left as it is for the next group of remainders."""
-    layers = getattr(cache, "layers", None)
-    index = torch.tensor(batch_rows)
-    if layers and all(isinstance(getattr(la, "keys", None), torch.Tensor) for la in layers):
-        picked = copy.copy(cache)  # shallow: only the key/value tensors are new (indexed copies)
-        picked.layers = []
-        for layer in layers:
-            new = copy.copy(layer)
-            new.keys = layer.keys.index_select(0, index.to(layer.keys.device))
-            new.values = layer.values.index_select(0, index.to(layer.values.device))
-            picked.layers.append(new)
-        return picked
-    picked = copy.deepcopy(cache)  # other cache types: copy, then reorder as beam search does
-    picked.reorder_cache(index)
+    """A cache whose batch rows are the prefix cache's rows in the given order (repeats allowed), through the Cache
+    API beam search uses (copy, then reorder_cache); the prefix cache itself stays as it is for the next group."""
+    picked = copy.deepcopy(cache)
+    picked.reorder_cache(torch.tensor(batch_rows))
     return picked
 
 
@@ -267,7 +273,7 @@ def _chunks(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-class _eval_mode:
+class eval_mode:
     """Eval mode (no dropout) for the duration; the previous mode afterwards."""
 
     def __init__(self, model):

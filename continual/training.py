@@ -1,26 +1,30 @@
 """One stage of training: completion-only causal-LM loss with the Hugging Face Trainer, plus strategy hooks.
 
 The loss falls on the completion tokens only (the prompt's labels are -100), with the same prompt/completion token
-boundary as the scorer uses, so training and evaluation agree on what "the answer" is. ``StageTrainer`` (and the DPO
-trainer, for DPO stages) adds the strategy's loss terms to the training loss and logs each term.
+boundary as the scorer uses, so training and evaluation agree on what "the answer" is. ``StageTrainer`` (and any
+trainer a strategy brings, through the same ``StrategyHooks`` mixin) adds the strategy's loss terms to the training
+loss, logs each term, and calls the strategy's ``after_backward`` once a step's gradients are complete.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import random
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
-from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from continual import distributed
 from continual.errors import TrainingDiverged
 from continual.scoring import split_continuation
+
+log = logging.getLogger(__name__)
 
 IGNORE = -100
 
@@ -72,18 +76,17 @@ class PackedCompletionCollator:
 
 
 PACKING_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
-# built-in strategies whose hooks read no per-token inputs of the batch (only parameters, or whole examples before
-# collation); distillation compares teacher and student over the padded batch's attention mask, so it trains padded
-PACKING_SAFE = {"naive", "lora", "lora-isolation", "ewc", "replay", "joint"}
 
 
 def packing_applies(model, strategy) -> tuple[bool, str]:
-    """(whether packed batches give this model and strategy the padded path's losses, why not)."""
+    """(whether packed batches give this model and strategy the padded path's losses, why not). Every strategy
+    part must declare ``packing_safe`` (its hooks read no per-token inputs of the batch)."""
+    # transformers has no public getter for the resolved attention implementation; the config property is it
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
     if attention not in PACKING_ATTENTION:
         return False, f"attention implementation '{attention}' does not separate packed examples"
     parts = strategy.parts if strategy is not None else []
-    unsafe = [p.name for p in parts if not getattr(p, "packing_safe", p.name in PACKING_SAFE)]
+    unsafe = [p.name for p in parts if not p.packing_safe]
     if unsafe:
         return False, f"strategy part(s) {', '.join(unsafe)} read the padded batch"
     return True, ""
@@ -91,12 +94,12 @@ def packing_applies(model, strategy) -> tuple[bool, str]:
 
 def stage_collator(tokenizer, model=None, strategy=None, packing: bool = False):
     """The collator a stage trains with: packed when asked for and it applies (see ``packing_applies``), padded
-    otherwise. A strategy class may declare ``packing_safe = True`` when its hooks read no per-token inputs."""
+    otherwise."""
     if packing:
         applies, why = packing_applies(model, strategy)
         if applies:
             return PackedCompletionCollator()
-        warnings.warn(f"packing: {why}; training on padded batches", stacklevel=2)
+        log.warning("packing: %s; training on padded batches", why)
     return CompletionCollator(tokenizer.pad_token_id)
 
 
@@ -104,7 +107,7 @@ def plan_batches(n_examples: int, steps: int, batch_size: int, seed: int) -> lis
     """Example indices for each of ``steps`` batches: shuffled epochs, one after another, cut into batches.
 
     The runner fixes the order itself (the trainers read the data sequentially) so that a strategy can rewrite
-    batches (replay) and a resumed stage sees exactly the data an uninterrupted one would.
+    batches (mix in earlier examples) and a resumed stage sees exactly the data an uninterrupted one would.
     """
     rng = random.Random(f"batches:{seed}")
     order: list[int] = []
@@ -116,8 +119,9 @@ def plan_batches(n_examples: int, steps: int, batch_size: int, seed: int) -> lis
 
 
 class StrategyHooks:
-    """Mixin for a Trainer: the loss is the trainer's own plus the strategy's extra terms (EWC penalty,
-    distillation, ...), each term is logged, and the data is read in the planned order."""
+    """Mixin for a Trainer: the loss is the trainer's own plus the strategy's extra terms (penalties, divergences, ...),
+    each term is logged, and the strategy's ``after_backward`` sees every step's gradients.
+    Only the Trainer's public overridable methods are used (compute_loss, training_step, log)."""
 
     pass_outputs = True  # give the strategy the model outputs of the batch (the SFT trainer's are the LM's)
 
@@ -136,27 +140,28 @@ class StrategyHooks:
                 self._terms[name] = float(term.detach())
         return (loss, outputs) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.strategy is not None:  # the gradients are complete here; clipping and the optimizer step follow
+            self.strategy.after_backward(model, inputs)
+        return loss
+
     def log(self, logs: dict[str, float], *args, **kwargs):
         if "loss" in logs:
             logs.update(self._terms)
         super().log(logs, *args, **kwargs)
-
-    def _get_train_sampler(self, *args, **kwargs):
-        return SequentialSampler(self.train_dataset)
 
 
 class StageTrainer(StrategyHooks, Trainer):
     """The HF Trainer with strategy hooks: completion-only causal-LM loss."""
 
 
-def dpo_trainer_class():
-    from trl import DPOTrainer
-
-    class StageDPOTrainer(StrategyHooks, DPOTrainer):
-        """trl's DPOTrainer with the same strategy hooks (parameter-space terms such as EWC apply)."""
-        pass_outputs = False
-
-    return StageDPOTrainer
+def sft_trainer(model, tokenizer, batches: list[list[dict]], settings: StageSettings, strategy, callbacks):
+    """The default stage trainer: completion-only loss on the planned batches, read in order."""
+    flat = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for b in batches for e in b])
+    return StageTrainer(model=model, args=training_arguments(settings), strategy=strategy, callbacks=callbacks,
+                        train_dataset=tokenize_completions(flat, tokenizer, settings.max_length),
+                        data_collator=stage_collator(tokenizer, model, strategy, settings.packing))
 
 
 class QuietProgress(ProgressCallback):
@@ -192,24 +197,74 @@ class LossRecorder(TrainerCallback):
                                    f"the loss became {row['loss']}; lower the learning rate or check the data")
 
 
-def training_arguments(steps: int, batch_size: int, lr: float, seed: int, device: str, scheduler: str,
-                       warmup_steps: int, max_grad_norm: float, progress: bool, output_dir: str | None = None,
-                       args_class=TrainingArguments, precision: str = "auto", compile: bool = False,
-                       **extra) -> TrainingArguments:
+@dataclass
+class StageSettings:
+    """What every stage's trainer is configured from (the run's options, resolved for this stage and process)."""
+    steps: int
+    batch_size: int  # per process: data-parallel runs split the global batch
+    lr: float
+    seed: int
+    device: str
+    scheduler: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    packing: bool = False
+    max_length: int = 64
+    progress: bool = False
+    output_dir: str | None = None
+
+
+def training_arguments(settings: StageSettings, args_class=TrainingArguments, **extra) -> TrainingArguments:
     """The Trainer's arguments for one stage. ``precision`` auto = bf16 autocast on a CUDA GPU that supports it,
-    fp32 elsewhere; fp32 or bf16 force it. The optimizer is fused AdamW on CUDA. ``compile`` = torch.compile."""
-    on_cuda = device.startswith("cuda")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    bf16 = precision == "bf16" or (precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
+    fp32 elsewhere; fp32 or bf16 force it. The optimizer is fused AdamW on CUDA. The data is read in the planned
+    order (sequential sampling). ``args_class``: TrainingArguments or a subclass (trl's configs)."""
+    s = settings
+    on_cuda = s.device.startswith("cuda")
+    if s.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{s.precision}'")
+    bf16 = s.precision == "bf16" or (s.precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
+    names = getattr(args_class, "__dataclass_fields__", {})
+    # trl configs switch activation (gradient) checkpointing on by default; its flag was renamed in transformers 5
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return args_class(
-        output_dir=output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
-        max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.0,
-        lr_scheduler_type=scheduler, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
-        seed=seed, data_seed=seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=not progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
-        bf16=bf16, dataloader_num_workers=0, torch_compile=compile,
-        optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False, **extra)
+        output_dir=s.output_dir or tempfile.mkdtemp(prefix="continual-trainer-"),
+        max_steps=s.steps, per_device_train_batch_size=s.batch_size, learning_rate=s.lr, weight_decay=0.0,
+        lr_scheduler_type=s.scheduler, warmup_steps=s.warmup_steps, max_grad_norm=s.max_grad_norm,
+        seed=s.seed, data_seed=s.seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=not s.progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
+        bf16=bf16, dataloader_num_workers=0, torch_compile=s.compile, train_sampling_strategy="sequential",
+        optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False,
+        **{checkpointing: s.gradient_checkpointing}, **extra)
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def train_stage(model, strategy, ctx, config, steps: int, callbacks=()) -> list[dict]:
+    """One stage: plan the batches (shuffled epochs, seed per stage), let the strategy mix them, train with the
+    strategy's trainer, and return every step's logged losses. ``config`` is the run's RunConfig."""
+    strategy.before_stage(model, ctx)
+    seed = config.seed * 1000 + ctx.index
+    examples = ctx.task.train.to_list()
+    batches = [[examples[i] for i in b] for b in plan_batches(len(examples), steps, config.batch_size, seed)]
+    batches = strategy.mix_batches(batches, ctx)
+    distributed.check_same(json.dumps(batches, sort_keys=True, default=str), f"the batches of stage '{ctx.task.name}'")
+    recorder = LossRecorder(ctx.task.name, config.strategy)
+    with tempfile.TemporaryDirectory(prefix="continual-trainer-") as scratch:
+        # data-parallel: the Trainer hands each of the N processes batch_size / N consecutive examples of each planned
+        # batch, so the global batch and the example order are the single-process ones
+        settings = StageSettings(
+            steps=steps, batch_size=config.batch_size // distributed.world_size(), lr=config.lr, seed=seed,
+            device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
+            max_grad_norm=config.max_grad_norm, precision=config.precision, compile=config.compile,
+            gradient_checkpointing=config.gradient_checkpointing, packing=config.packing,
+            max_length=config.max_length, progress=config.progress, output_dir=scratch)
+        trainer = strategy.build_trainer(model, batches, ctx, settings, [recorder, *callbacks], strategy)
+        quiet_logs(trainer)
+        trainer.train()
+    model.eval()
+    strategy.after_stage(model, ctx)
+    return recorder.rows

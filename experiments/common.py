@@ -104,7 +104,8 @@ def main(stream: str, doc: str, cpu: Size, full: Size, argv=None) -> int:
 
 def run_experiment(stream: str, args, size: Size) -> int:
     from continual import compare, plots, report
-    from continual.cli import load_config_file
+    from continual.config import RunConfig
+    from continual.options import read_config_file
     from strategies import make_strategy
 
     seeds = args.seeds if args.seeds is not None else size.seeds
@@ -116,7 +117,7 @@ def run_experiment(stream: str, args, size: Size) -> int:
     absolute = parse_floats(args.lrs, "--lrs") if args.lrs else None
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     swept = set(strategies if args.sweep is None else [s.strip() for s in args.sweep.split(",")])
-    options = load_config_file(args.config) if args.config else {}
+    options = read_config_file(args.config, RunConfig) if args.config else {}
     fixed = {"stream", "strategy", "model", "seed", "steps", "lr", "tasks", "out"} & set(options)
     if fixed:
         raise ContinualError(f"--config sets {', '.join(sorted(fixed))}, which the experiment chooses per run; "
@@ -153,7 +154,8 @@ def run_experiment(stream: str, args, size: Size) -> int:
     table = compare.compare_table(runs)
     written = compare.write_tables(table, out)
     written += plots.write_plots(runs, out / "plots")
-    written.append(report.write_report(runs, out / "report.html", title=f"{stream} experiment, {args.model}"))
+    written.append(report.write_report(runs, out / "report.html", title=f"{stream} experiment, {args.model}",
+                                       plots_dir=out / "plots"))
     print()
     print(compare.to_markdown(table))
     print(f"written: {', '.join(str(p) for p in written if p.suffix != '.svg')} (+ SVG copies of the plots)")

@@ -15,28 +15,23 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from accelerate.utils import extract_model_from_parallel
 
-from continual.errors import ContinualError
+from continual.options import Options, option
 from continual.training import CompletionCollator, tokenize_completions
-from strategies.base import Strategy
+from strategies.base import TOKEN_OUTPUTS, Strategy
 
 
 @dataclass
-class DistillOptions:
-    weight: float = field(default=1.0, metadata={"help": "weight of the KL term"})
-    temperature: float = field(default=1.0, metadata={"help": "softmax temperature of teacher and student"})
-    teacher: str = field(default="previous", metadata={"help": "previous (model before the stage) or original"})
-    general_batch: int = field(default=0, metadata={"help": "general-text passages per step for the KL (0 = none)"})
-
-    def __post_init__(self):
-        if self.teacher not in ("previous", "original"):
-            raise ContinualError(f"distill teacher must be previous or original, got '{self.teacher}'")
-        if self.temperature <= 0 or self.weight < 0 or self.general_batch < 0:
-            raise ContinualError("distill temperature must be positive, weight and general_batch non-negative")
+class DistillOptions(Options):
+    weight: float = option(1.0, "weight of the KL term", low=0)
+    temperature: float = option(1.0, "softmax temperature of teacher and student", low=0, low_open=True)
+    teacher: str = option("previous", "previous (the model before the stage) or original (before any stage)",
+                          choices=("previous", "original"))
+    general_batch: int = option(0, "general-text passages per step for the KL (0 = none)", low=0)
 
 
 def token_kl(teacher_logits, student_logits, mask, temperature: float = 1.0) -> torch.Tensor:
@@ -59,6 +54,7 @@ def frozen_copy(model):
 class Distill(Strategy):
     name = "distill"
     Config = DistillOptions
+    needs = frozenset({TOKEN_OUTPUTS})  # the KL compares the student's logits of each training sequence
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -79,7 +75,7 @@ class Distill(Strategy):
         if self.config.general_batch and self.general is None:
             from continual.probes.general_text import general_examples
             data = general_examples(ctx.general_source, 500, seed=ctx.seed)
-            self.general = tokenize_completions(data, ctx.tokenizer, 64)
+            self.general = tokenize_completions(data, ctx.tokenizer, ctx.max_length)
             self.collate = CompletionCollator(ctx.tokenizer.pad_token_id)
         self.rng = random.Random(f"distill:{ctx.seed}:{ctx.index}")
 

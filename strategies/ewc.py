@@ -17,27 +17,26 @@ of the float additions, for 1/N of the backward passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from accelerate.utils import extract_model_from_parallel
 
 from continual import distributed
+from continual.options import Options, option
 from continual.training import CompletionCollator, tokenize_completions
 from strategies.base import Strategy, trainable_parameters
 
 
 @dataclass
-class EWCOptions:
-    lam: float = field(default=1e3, metadata={"help": "penalty weight lambda"})
-    gamma: float = field(default=1.0, metadata={"help": "decay of the running Fisher at each new stage (online EWC)"})
-    fisher_batch_size: int = field(default=1, metadata={
-        "help": "examples per squared gradient: 1 = per-example empirical Fisher"})
-    fisher_samples: int = field(default=0, metadata={"help": "examples used for the Fisher (0 = all)"})
-    general: bool = field(default=False, metadata={
-        "help": "also anchor the original weights with a Fisher on general text"})
-    general_lambda: float = field(default=1e3, metadata={"help": "penalty weight for the general-text anchor"})
-    general_samples: int = field(default=64, metadata={"help": "general-text passages for that Fisher"})
+class EWCOptions(Options):
+    lam: float = option(1e3, "penalty weight lambda", low=0)
+    gamma: float = option(1.0, "decay of the running Fisher at each new stage (online EWC)", low=0, high=1)
+    fisher_batch_size: int = option(1, "examples per squared gradient: 1 = per-example empirical Fisher", low=1)
+    fisher_samples: int = option(0, "examples used for the Fisher (0 = all)", low=0)
+    general: bool = option(False, "also anchor the original weights with a Fisher on general text")
+    general_lambda: float = option(1e3, "penalty weight for the general-text anchor", low=0)
+    general_samples: int = option(64, "general-text passages for that Fisher", low=1)
 
 
 def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: int = 64,
@@ -75,6 +74,7 @@ def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: 
 class EWC(Strategy):
     name = "ewc"
     Config = EWCOptions
+    packing_safe = True
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -87,12 +87,13 @@ class EWC(Strategy):
         if self.config.general and not self.general_fisher and ctx.index == 0:
             from continual.probes.general_text import general_examples
             data = general_examples(ctx.general_source, self.config.general_samples, seed=ctx.seed)
-            self.general_fisher = diagonal_fisher(model, data, ctx.tokenizer, self.config.fisher_batch_size)
+            self.general_fisher = diagonal_fisher(model, data, ctx.tokenizer, self.config.fisher_batch_size,
+                                                  max_length=ctx.max_length)
             self.general_anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
 
     def after_stage(self, model, ctx):
         task_fisher = diagonal_fisher(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
-                                      samples=self.config.fisher_samples)
+                                      max_length=ctx.max_length, samples=self.config.fisher_samples)
         for n, f in task_fisher.items():
             self.fisher[n] = self.config.gamma * self.fisher[n] + f if n in self.fisher else f
         self.anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}

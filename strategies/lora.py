@@ -5,20 +5,21 @@ The setting of Biderman et al. 2024, "LoRA learns less and forgets less". The ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from peft import LoraConfig, get_peft_model
 
-from strategies.base import Strategy
+from continual.options import Options, option
+from strategies.base import MODEL_WRAPPER, Strategy
 
 
 @dataclass
-class LoraOptions:
-    r: int = field(default=16, metadata={"help": "adapter rank"})
-    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter input"})
-    target_modules: str = field(default="all-linear", metadata={
-        "help": "comma-separated module names to adapt, or 'all-linear' (every linear layer but the output head)"})
+class LoraOptions(Options):
+    r: int = option(16, "adapter rank", low=1)
+    alpha: int = option(32, "LoRA scaling numerator (scale = alpha / r)", low=1)
+    dropout: float = option(0.0, "dropout on the adapter input", low=0, high=0.99)
+    target_modules: str = option("all-linear", "comma-separated module names to adapt, or 'all-linear' (every "
+                                 "linear layer but the output head)")
 
     def peft_config(self) -> LoraConfig:
         targets = "all-linear" if self.target_modules == "all-linear" else \
@@ -31,6 +32,8 @@ class Lora(Strategy):
     name = "lora"
     Config = LoraOptions
     default_lr = 5e-4  # adapters need a larger step than full fine-tuning
+    claims = frozenset({MODEL_WRAPPER})
+    packing_safe = True
 
     def setup(self, model):
         return get_peft_model(model, self.config.peft_config())

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from peft import get_peft_model
 
-from strategies.base import Strategy
+from strategies.base import MODEL_WRAPPER, ONE_ADAPTER, Strategy
 from strategies.lora import LoraOptions
 
 
@@ -23,6 +23,9 @@ class LoraIsolation(Strategy):
     name = "lora-isolation"
     Config = LoraOptions
     default_lr = 5e-4
+    claims = frozenset({MODEL_WRAPPER})
+    removes = frozenset({ONE_ADAPTER})
+    packing_safe = True
 
     def __init__(self, config=None):
         super().__init__(config)

@@ -8,3 +8,5 @@ from strategies.base import Strategy
 
 class Naive(Strategy):
     name = "naive"
+    alone = "naive is the absence of a strategy"
+    packing_safe = True

@@ -10,32 +10,31 @@ strategies' split, disjoint from the probe's) the same way, from the first stage
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from continual.errors import ContinualError
+from continual.options import Options, option
 from strategies.base import Strategy
 
 
 @dataclass
-class ReplayOptions:
-    ratio: float = field(default=0.25, metadata={"help": "share of each batch taken from the buffer (0..1)"})
-    buffer_size: int = field(default=200, metadata={"help": "examples kept from earlier tasks"})
-    policy: str = field(default="reservoir", metadata={"help": "reservoir or quota (equal share per task)"})
-    general_ratio: float = field(default=0.0, metadata={"help": "share of each batch of general English text"})
-    general_pool: int = field(default=500, metadata={"help": "general-text passages to draw from"})
+class ReplayOptions(Options):
+    ratio: float = option(0.25, "share of each batch taken from the buffer", low=0, high=1)
+    buffer_size: int = option(200, "examples kept from earlier tasks", low=1)
+    policy: str = option("reservoir", "reservoir, or quota (an equal share per task)", choices=("reservoir", "quota"))
+    general_ratio: float = option(0.0, "share of each batch of general English text", low=0, high=1)
+    general_pool: int = option(500, "general-text passages to draw from", low=1)
 
-    def __post_init__(self):
-        if not 0 <= self.ratio <= 1 or not 0 <= self.general_ratio <= 1 or self.ratio + self.general_ratio > 1:
-            raise ContinualError("replay ratio and general_ratio must lie in [0, 1] and sum to at most 1")
-        if self.policy not in ("reservoir", "quota"):
-            raise ContinualError(f"replay policy must be reservoir or quota, got '{self.policy}'")
-        if self.buffer_size <= 0:
-            raise ContinualError(f"replay buffer_size must be positive, got {self.buffer_size}")
+    def check(self):
+        if self.ratio + self.general_ratio > 1:
+            raise ContinualError(f"replay ratio ({self.ratio}) and general_ratio ({self.general_ratio}) must sum to "
+                                 "at most 1")
 
 
 class Replay(Strategy):
     name = "replay"
     Config = ReplayOptions
+    packing_safe = True  # it replaces whole examples before collation
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -50,7 +49,8 @@ class Replay(Strategy):
         general = []
         if k_general:
             from continual.probes.general_text import general_examples
-            general = general_examples(ctx.general_source, self.config.general_pool, seed=ctx.seed).to_list()
+            general = [{**e, "task": None} for e in  # no task: general text, not an earlier task's example
+                       general_examples(ctx.general_source, self.config.general_pool, seed=ctx.seed).to_list()]
         mixed = []
         for batch in batches:
             keep = batch[:len(batch) - k_past - k_general]

@@ -28,21 +28,21 @@ class StageRunner:
 
         self.loaded = load_model("tiny", seed=0)
         self.tokenizer = self.loaded.tokenizer
-        self.stream = get_stream("facts", camp_size=3)
+        self.stream = get_stream("facts", options={"camp_size": 3})
         self.strategy = strategy
         self.model = strategy.setup(self.loaded.model)
         self.config = RunConfig(model="tiny", steps=steps, lr=lr, batch_size=batch_size, progress=False,
-                                strategy=strategy.name, out="unused")
+                                strategy=strategy.name)
 
     def context(self, index):
         from strategies.base import StageContext
         return StageContext(index=index, task=self.stream.tasks[index], stream=self.stream, tokenizer=self.tokenizer,
-                            device="cpu", seed=0, batch_size=self.config.batch_size, general_source="offline")
+                            device="cpu", seed=0, batch_size=self.config.batch_size, general_source="offline",
+                            max_length=self.config.max_length)
 
     def stage(self, index):
-        from continual.runner import _train_stage
-        return _train_stage(self.model, self.tokenizer, self.strategy, self.context(index), self.config,
-                            self.config.steps)
+        from continual.training import train_stage
+        return train_stage(self.model, self.strategy, self.context(index), self.config, self.config.steps)
 
     def logits(self, model=None, text="Harry Potter is Lord Voldemort's"):
         import torch

@@ -13,7 +13,7 @@ from strategies.naive import Naive
 
 @pytest.fixture(scope="module")
 def stream():
-    return get_stream("facts", camp_size=3)
+    return get_stream("facts", options={"camp_size": 3})
 
 
 @pytest.fixture(scope="module")

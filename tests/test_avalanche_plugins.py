@@ -78,8 +78,10 @@ def test_a_resumed_run_replays_the_same_buffer():
 
 
 def test_avalanche_replay_runs_in_the_runner(tmp_path):
-    result = continual.run(stream="facts", tasks="hogwarts,galaxy", model="tiny", steps=3, batch_size=4, camp_size=3,
-                           probe_tokens=200, kl_tokens=50, progress=False, lr=1e-3, out=str(tmp_path / "run"),
+    result = continual.run(stream="facts", tasks="hogwarts,galaxy", model="tiny", steps=3, batch_size=4,
+                           stream_options={"facts.camp_size": 3}, probe_options={"perplexity.tokens": 200,
+                                                                                 "kl.tokens": 50},
+                           progress=False, lr=1e-3, out=str(tmp_path / "run"),
                            strategy="continual.interop.avalanche_plugins:AvalancheReplay",
                            strategy_options={"avalanche-replay.mem_size": 6})
     assert result.summary["status"] == "completed"

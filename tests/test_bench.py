@@ -107,7 +107,7 @@ def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "0"], "steps must be at least 1"),
     (["--only", "speed"], "--only names unknown section(s) speed"),
     (["--strategies", "naive,nope"], "unknown strategy 'nope'"),
     (["--json", "/nonexistent-folder/x.json"], "its folder does not exist"),
@@ -129,7 +129,7 @@ def test_worker_failure_is_one_clear_error():
 def test_packed_and_padded_rows_count_the_same_real_tokens(tiny):
     from continual.training import tokenize_completions
     from continual.streams import get_stream
-    rows = list(tokenize_completions(get_stream("facts", camp_size=3).tasks[0].train.select(range(8)),
+    rows = list(tokenize_completions(get_stream("facts", options={"camp_size": 3}).tasks[0].train.select(range(8)),
                                      tiny.tokenizer, 64))
     padded, packed = batch_tokens(CompletionCollator(tiny.tokenizer.pad_token_id)(rows)), batch_tokens(
         PackedCompletionCollator()(rows))

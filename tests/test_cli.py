@@ -6,8 +6,8 @@ import pytest
 
 from continual.cli import main
 
-FAST = ["--model", "tiny", "--steps", "2", "--camp-size", "2", "--probe-tokens", "100", "--kl-tokens", "20",
-        "--no-progress"]
+FAST = ["--model", "tiny", "--steps", "2", "--stream-option", "facts.camp_size=2", "--probe-option",
+        "perplexity.tokens=100", "--probe-option", "kl.tokens=20", "--no-progress"]
 
 
 def run_cli(capsys, *argv):
@@ -38,15 +38,22 @@ BAD = [
     (["--strategy", "naive,naive"], "name each strategy once"),
     (["--model", "./no/such/folder"], "model path './no/such/folder' does not exist"),
     (["--model", "EleutherAI/pythia-160m"], "from the Hugging Face hub"),
-    (["--steps", "0"], "steps must be a positive number"),
-    (["--batch-size", "-3"], "batch_size must be a positive number"),
-    (["--lr", "0"], "lr must be positive"),
-    (["--kl-tokens", "5000"], "kl_tokens (5000) cannot exceed probe_tokens"),
-    (["--camp-size", "12"], "camp_size must be between 2 and 8"),
+    (["--steps", "0"], "steps must be at least 1"),
+    (["--batch-size", "-3"], "batch_size must be at least 1"),
+    (["--lr", "0"], "lr must be greater than 0"),
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--probe-option", "kl.tokens=0"], "kl.tokens must be at least 1"),
+    (["--probe-option", "cloze.tokens=5"], "unknown option(s) cloze.tokens"),
+    (["--probe", "cloze,magic"], "unknown probe 'magic'"),
+    (["--stream-option", "facts.camp_size=12"], "facts.camp_size must be at most 8"),
+    (["--stream-option", "facts.campsize=4"], "unknown option(s) facts.campsize"),
+    (["--stream-option", "topics.train_size=4"], "names none of facts"),
+    (["--stream-option", "camp_size"], "must read name.option=value"),
+    (["--strategy", "replay", "--strategy-option", "replay.ratio=2"], "replay.ratio must be at most 1"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--tasks", "galaxy,narnia"], "must name distinct tasks of stream 'facts'"),
     (["--scheduler", "sawtooth"], "unknown scheduler 'sawtooth'"),
-    (["--probe-text", "web"], "unknown probe text 'web'"),
+    (["--general-text", "web"], "general_text must be one of offline, hub"),
     (["--config", "/no/such/file.yaml"], "config file '/no/such/file.yaml' does not exist"),
     (["--chat-template"], "no chat template"),
 ]
@@ -62,10 +69,33 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(capsys, tmp_path, hub_of
     assert not out.exists()
 
 
-def test_argparse_type_errors_exit_2(capsys, tmp_path):
+def test_type_errors_are_one_line_naming_the_option(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--steps", "many", "--out", str(tmp_path / "x"))
-    assert code == 2 and "invalid int value: 'many'" in err
+    assert code == 2 and err.strip() == "continual: error: steps must be int, got 'many'"
     assert not (tmp_path / "x").exists()
+
+
+def test_help_shows_each_default_once_in_the_users_syntax(capsys):
+    import re
+    for command in ("run", "bench"):
+        entries = re.split(r"\n  (?=-)", _help(capsys, command))[1:]  # one entry per option
+        assert len(entries) > 10
+        for entry in entries:
+            text = " ".join(entry.split())
+            assert text.count("(default: ") <= 1, text
+            assert "(default: None)" not in text and "(default: )" not in text and "(default: True)" not in text, text
+    main_help = " ".join(_help(capsys, "run").split())
+    assert "--lr LR peak learning rate (default: the strategy's own" in main_help
+    assert "--tasks TASKS comma-separated task names to train, in this order (default: the stream's tasks" in main_help
+    assert "--packing, --no-packing" in main_help and "(default: off)" in main_help
+    assert "--stream-option KEY=VALUE" in main_help and "(repeatable)" in main_help
+    assert "--steps STEPS" in " ".join(_help(capsys, "bench").split())
+
+
+def _help(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out
 
 
 def test_out_that_is_a_file_or_holds_other_results_is_refused(capsys, tmp_path):
@@ -98,7 +128,8 @@ def test_the_installed_entry_point_runs_and_prints_the_matrix(tmp_path):
     ("stepz: 3\n", "unknown option(s) stepz"),
     ("- steps\n", "must be a mapping"),
     ("steps: 3\n  lr: [\n", "is not valid YAML"),
-    ("lr: fast\n", "lr must be float, got 'fast'"),
+    ("lr: fast\n", "lr must be float or null, got 'fast'"),
+    ("strategy_options: [1]\n", "strategy_options must be dict"),
 ])
 def test_bad_config_files_are_one_clear_line(capsys, tmp_path, text, message):
     config = tmp_path / "run.yaml"
@@ -113,7 +144,10 @@ def test_config_file_values_apply_and_flags_override_them(tmp_path, monkeypatch)
     seen = {}
     monkeypatch.setattr(continual.runner, "run", lambda config: seen.setdefault("config", config) and [])
     config = tmp_path / "run.yaml"
-    config.write_text("steps: 7\nlr: 1e-4\nseed: 3\nmodel: tiny\n")
-    assert main(["run", "--config", str(config), "--seed", "4", "--out", str(tmp_path / "o")]) == 0
+    config.write_text("steps: 7\nlr: 1e-4\nseed: 3\nmodel: tiny\nstrategy_options: {replay.ratio: 0.5, "
+                      "replay.buffer_size: 10}\n")
+    assert main(["run", "--config", str(config), "--seed", "4", "--out", str(tmp_path / "o"), "--strategy", "replay",
+                 "--strategy-option", "replay.ratio=0.1"]) == 0
     c = seen["config"]
     assert (c.steps, c.lr, c.seed, c.model, c.batch_size) == (7, 1e-4, 4, "tiny", 8)
+    assert c.strategy_options == {"replay.ratio": "0.1", "replay.buffer_size": 10}  # typed when the run resolves

@@ -17,18 +17,31 @@ from continual.results import RunDir
 
 
 def synthetic_run(path, strategy="naive", seed=0, lr=1e-4, tasks="", steps=5, status="completed"):
-    """A run directory written by the runner's own writers (_write_results, _summary) from made-up scores:
+    """A run directory written by the runner's own writers (RunDir.write_results, summarise_run) from made-up scores:
     no model, milliseconds. Accuracies are random but fixed by (strategy, lr, seed, tasks)."""
     from continual import runner
-    config = RunConfig(stream="facts", strategy=strategy, model="tiny", seed=seed, lr=lr, tasks=tasks, steps=steps,
-                       camp_size=3, out=str(path), device="cpu", progress=False)
+    from continual.results import Run
+    config, made, probes = runner.resolve(RunConfig(stream="facts", strategy=strategy, model="tiny", seed=seed, lr=lr,
+                                                    tasks=tasks, steps=steps, stream_options={"facts.camp_size": 3},
+                                                    out=str(path), device="cpu", progress=False))
     stream = runner.stream_for(config)
     rng = np.random.default_rng(zlib.crc32(f"{strategy}{lr}{seed}{tasks}".encode()))
-    names = ["joint"] if strategy == "joint" else stream.task_names
+    names = [st.name for st in made.stage_plan(stream, steps)]
     run_dir = RunDir(path, config.identity(), config.config_hash())
     run_dir.open(fresh=False)
-    run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config)})
-    scores, probes = [], []
+    columns = {"cloze": {"probe": "cloze", "description": "knowledge cloze accuracy", "higher_is_better": True,
+                         "chance": 0.25, "headline": True, "primary": False, "label": "", "unit_interval": True},
+               "retention": {"probe": "cloze", "description": "retention (kept share above chance)",
+                             "higher_is_better": True, "chance": 0.0, "headline": True, "primary": True,
+                             "label": "retention", "unit_interval": False},
+               "ppl_ratio": {"probe": "perplexity", "description": "perplexity ratio", "higher_is_better": False,
+                             "chance": 1.0, "headline": True, "primary": False, "label": "", "unit_interval": False},
+               "kl": {"probe": "kl", "description": "KL(base || model)", "higher_is_better": False, "chance": 0.0,
+                      "headline": True, "primary": False, "label": "", "unit_interval": False}}
+    resolved = {"matrix_split": {t.name: t.matrix_split for t in stream.tasks}, "probe_columns": columns}
+    run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config),
+                                       "resolved": resolved})
+    scores, probe_rows = [], []
     for k, after in enumerate(["base"] + names):
         for task in stream.tasks:
             for split, ds in task.eval.items():
@@ -36,13 +49,14 @@ def synthetic_run(path, strategy="naive", seed=0, lr=1e-4, tasks="", steps=5, st
                                "accuracy": 0.5 if after == "base" else float(rng.uniform(0.3, 1.0)),
                                "accuracy_norm": 0.5, "n": len(ds)})
         cloze = 0.8 if after == "base" else float(rng.uniform(0.5, 0.8))
-        probes.append({"after": after, "cloze": cloze, "cloze_norm": cloze, "cloze_chance": 0.25,
-                       "retention": (cloze - 0.25) / (0.8 - 0.25), "perplexity": 20.0 * (1 + k),
-                       "ppl_ratio": 1.0 + k, "kl": 0.1 * k})
-    runner._write_results(run_dir, stream, names, scores, probes, [])
+        probe_rows.append({"after": after, "cloze": cloze, "retention": (cloze - 0.25) / (0.8 - 0.25),
+                           "ppl_ratio": 1.0 + k, "kl": 0.1 * k})
+    run = Run(path, dataclasses.asdict(config), {}, pd.DataFrame(scores), pd.DataFrame(probe_rows), pd.DataFrame(),
+              resolved)
+    run_dir.write_results(run)
     if status == "completed":
-        summary = runner._summary(config, run_dir, stream, names, scores, probes, 1000 * (1 + seed), 5000,
-                                  time.time() - 1.0, "cpu", {})
+        summary = runner.summarise_run(run, config, made, stream, names, columns, 1000 * (1 + seed), 5000,
+                                       time.time() - 1.0, "cpu", {})
         run_dir.write_json("summary.json", summary)
     else:
         run_dir.write_json("summary.json", {"status": status})
@@ -84,16 +98,16 @@ def test_mean_interval_on_a_known_sample():
     assert mean_interval([])[2] == 0
 
 
-def test_table_rows_equal_the_run_summaries(results, capsys):
+def test_table_rows_equal_the_run_summaries(results, caplog):
     table = compare_table([results])
-    assert "skipping" in capsys.readouterr().err  # the failed run is named, not tabulated
+    assert "skipping" in caplog.text and "broken" in caplog.text  # the failed run is named, not tabulated
     assert list(table["strategy"]) == ["base", "naive", "naive", "lora", "joint"]  # base first, joint last
     assert list(table["lr"]) == ["", "1e-04", "3e-04", "5e-04", "1e-04"]
     naive = table[(table["strategy"] == "naive") & (table["lr"] == "1e-04")].iloc[0]
     seeds = summaries(results, "naive/seed*/summary.json")
     assert naive["n"] == 3
     for metric in ("acc", "bwt", "fwt", "forgetting", "retention"):
-        values = [s[metric] for s in seeds]
+        values = [s[metric] if metric in s else s["probe"][metric] for s in seeds]
         assert naive[metric] == pytest.approx(np.mean(values), abs=1e-12), metric
         assert naive[f"{metric}_ci95"] == pytest.approx(4.302653 * np.std(values, ddof=1) / math.sqrt(3), rel=1e-5)
     assert naive["kl"] == pytest.approx(np.mean([s["probe"]["kl"] for s in seeds]))

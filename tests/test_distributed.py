@@ -9,6 +9,7 @@ which only a near-tie in a candidate's log-probability could cause.
 
 import fcntl
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,16 +30,20 @@ from continual.errors import ContinualError
 from continual.results import RunDir
 
 STRATEGIES = ["naive", "ewc", "replay"]
-RUN = dict(stream="facts", model="tiny", camp_size=3, steps=3, batch_size=4, probe_tokens=32, kl_tokens=16, eval_cap=12,
-           device="cpu", progress=False)
+RUN = dict(stream="facts", model="tiny", stream_options={"facts.camp_size": 3}, steps=3, batch_size=4,
+           probe_options={"perplexity.tokens": 32, "kl.tokens": 16}, eval_cap=12, device="cpu", progress=False)
 RTOL = 1e-4
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------------- collectives (gloo)
 
-def _collectives_worker(rank: int, world: int, rendezvous: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+def _collectives_worker(rank: int, world: int, port: int, out: str) -> None:
+    # what a launcher (accelerate launch, torchrun) sets; distributed.init() joins through accelerate's PartialState
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "CUDA_VISIBLE_DEVICES": ""})
+    distributed.init()
     try:
         from continual.models import load_model
         from datasets import Dataset
@@ -81,7 +86,10 @@ def collectives(tmp_path_factory):
     (folder / "locked").mkdir()
     holder = open(folder / "locked" / ".lock", "w")
     fcntl.flock(holder, fcntl.LOCK_EX)  # as a running `continual run` on that directory would
-    mp.spawn(_collectives_worker, args=(2, str(folder / "rendezvous"), str(folder)), nprocs=2, join=True)
+    with socket.socket() as free:  # a free port for the rendezvous
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mp.spawn(_collectives_worker, args=(2, port, str(folder)), nprocs=2, join=True)
     holder.close()
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
@@ -163,7 +171,12 @@ def _flags(options: dict) -> list[str]:
     flags = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        flags += [flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
+        if isinstance(value, dict):  # stream_options -> --stream-option KEY=VALUE, ...
+            flags += [f for k, v in value.items() for f in (flag.removesuffix("s"), f"{k}={v}")]
+        elif isinstance(value, bool):
+            flags += [flag if value else "--no-" + flag[2:]]
+        else:
+            flags += [flag, str(value)]
     return flags
 
 

@@ -81,7 +81,8 @@ def test_bad_flags_fail_before_any_run(tmp_path, monkeypatch, capsys):
 
 def test_facts_script_runs_end_to_end_and_resumes(tmp_path):
     config = tmp_path / "small.yaml"
-    config.write_text("camp_size: 3\nbatch_size: 4\nprobe_tokens: 200\nkl_tokens: 50\n")
+    config.write_text("stream_options: {facts.camp_size: 3}\nbatch_size: 4\n"
+                      "probe_options: {perplexity.tokens: 200, kl.tokens: 50}\n")
     command = [sys.executable, str(ROOT / "experiments" / "facts.py"), "--model", "tiny", "--steps", "2",
                "--strategies", "naive", "--lr-factors", "1", "--config", str(config), "--out", str(tmp_path / "out"),
                "--no-progress"]

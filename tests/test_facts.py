@@ -63,12 +63,14 @@ def test_name_order_is_balanced_in_every_split():
 
 
 def test_options_and_bad_options():
-    small = get_stream("facts", camp_size=3, worlds=["galaxy", "hogwarts"])
+    from continual.streams.facts import facts_stream
+    small = facts_stream(camp_size=3, worlds=["galaxy", "hogwarts"])
     assert small.task_names == ["galaxy", "hogwarts"]
     assert len(small.tasks[0].train) + len(small.tasks[0].eval["heldout"]) == 15
+    assert len(get_stream("facts", options={"camp_size": "3"}).tasks[0].train) == len(small.tasks[1].train)
     with pytest.raises(ContinualError, match="unknown facts world"):
-        get_stream("facts", worlds=["narnia"])
-    with pytest.raises(ContinualError, match="camp_size"):
-        get_stream("facts", camp_size=9)
+        facts_stream(worlds=["narnia"])
+    with pytest.raises(ContinualError, match="facts.camp_size must be at most 8"):
+        get_stream("facts", options={"camp_size": 9})
     with pytest.raises(ContinualError, match="unknown stream 'nope'"):
         get_stream("nope")

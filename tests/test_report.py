@@ -55,3 +55,17 @@ def test_report_command_and_its_errors(results, tmp_path, capsys):
     assert (tmp_path / "r.html").stat().st_size > 10000 and "report written" in capsys.readouterr().out
     with pytest.raises(ContinualError, match="is a directory"):
         write_report([results], tmp_path)
+
+
+def test_the_report_of_one_run_embeds_its_own_plots(results, tmp_path, monkeypatch):
+    import continual.plots
+    import continual.report
+    run = results / "ewc" / "seed0"
+    continual.plots.write_plots([run], run / "plots")
+    drawn = (run / "plots" / "probe.png").read_bytes()
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the report redrew plots that exist")
+    monkeypatch.setattr(continual.report, "write_plots", no_drawing)
+    text = write_report([run], tmp_path / "one.html").read_text(encoding="utf-8")
+    assert base64.b64encode(drawn).decode("ascii") in text

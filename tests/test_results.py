@@ -14,13 +14,32 @@ from continual.errors import ContinualError
 from continual.results import RunDir, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["run", "--model", "tiny", "--steps", "2", "--batch-size", "4", "--camp-size", "3", "--probe-tokens", "200",
-        "--kl-tokens", "50", "--lr", "1e-3", "--no-progress"]
+ARGS = ["run", "--model", "tiny", "--steps", "2", "--batch-size", "4", "--stream-option", "facts.camp_size=3",
+        "--probe-option", "perplexity.tokens=200", "--probe-option", "kl.tokens=50", "--lr", "1e-3", "--no-progress"]
 
 
-def cli(out, env_extra=None):
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "continual", *ARGS, "--out", str(out)], capture_output=True,
+# The process dies (as under SIGKILL) on the second write of probe.csv, after the new text is in its temporary file and
+# before the rename: the fault is injected here, by patching the rename, not by a hook in the production code.
+DIE_ON_SECOND_PROBE_WRITE = """
+import os, sys
+import continual.results
+real, seen = os.replace, []
+def replace(src, dst, *args, **kwargs):
+    if os.path.basename(str(dst)) == "probe.csv":
+        seen.append(dst)
+        if len(seen) == 2:
+            os._exit(70)
+    return real(src, dst, *args, **kwargs)
+continual.results.os.replace = replace
+from continual.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def cli(out, die=False):
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    command = ["-c", DIE_ON_SECOND_PROBE_WRITE] if die else ["-m", "continual"]
+    return subprocess.run([sys.executable, *command, *ARGS, "--out", str(out)], capture_output=True,
                           text=True, env=env, timeout=600)
 
 
@@ -46,9 +65,11 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
 def test_disk_full_is_one_clear_error_and_keeps_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / "probe.csv"
     write_atomic(target, "after,cloze\nbase,0.8\n")
-    monkeypatch.setenv("CONTINUAL_FAULT_WRITE", "probe.csv")
-    monkeypatch.setenv("CONTINUAL_FAULT_KIND", "enospc")
-    monkeypatch.setattr("continual.results._writes", {})
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr("continual.results.os.fsync", full)
     with pytest.raises(ContinualError, match="disk full while writing .*probe.csv; free space and re-run"):
         write_atomic(target, "after,cloze\nbase,0.8\nhogwarts,0.7\n")
     assert target.read_text() == "after,cloze\nbase,0.8\n"
@@ -59,9 +80,10 @@ def test_abort_inside_a_result_write_leaves_parseable_files_and_the_rerun_comple
     reference = cli(tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "aborted"
-    # the process dies half-way through the second write of probe.csv (after stage 2 of 3)
-    died = cli(out, {"CONTINUAL_FAULT_WRITE": "probe.csv", "CONTINUAL_FAULT_AT": "2"})
-    assert died.returncode == 70
+    # the process dies in the second write of probe.csv (after stage 1 of 3)
+    died = cli(out, die=True)
+    assert died.returncode == 70, died.stderr
+    assert any(p.name.startswith(".probe.csv.") for p in out.iterdir())  # the half-made write it left
     parse_all(out)
     probe = pd.read_csv(out / "probe.csv")
     assert list(probe["after"]) == ["base", "hogwarts"]  # the previous complete version

@@ -11,8 +11,9 @@ from continual.metrics import summarise
 from continual.results import RunDir
 from strategies.naive import Naive
 
-FAST = dict(stream="facts", strategy="naive", model="tiny", steps=3, batch_size=4, camp_size=3, probe_tokens=200,
-            kl_tokens=50, progress=False, lr=1e-3)
+FAST = dict(stream="facts", strategy="naive", model="tiny", steps=3, batch_size=4,
+            stream_options={"facts.camp_size": 3}, probe_options={"perplexity.tokens": 200, "kl.tokens": 50},
+            progress=False, lr=1e-3)
 TASKS = ["hogwarts", "middle-earth", "galaxy"]
 
 
@@ -50,10 +51,13 @@ def test_summary_metrics_agree_with_the_written_matrix(finished):
         assert summary[key] == pytest.approx(value, abs=1e-6), key
     probe = pd.read_csv(finished.path / "probe.csv")
     final = probe["retention"].iloc[-1]  # the tiny model is not clearly above chance: retention is undefined
-    assert (summary["retention"] is None and np.isnan(final)) or summary["retention"] == pytest.approx(final)
+    retention = summary["probe"]["retention"]
+    assert (retention is None and np.isnan(final)) or retention == pytest.approx(final)
     assert summary["status"] == "completed" and summary["trainable_parameters"] > 0
     assert summary["wall_time_s"] > 0 and summary["peak_memory_mb"] > 0
-    assert set(summary["conventions"]) >= {"acc", "bwt", "fwt", "forgetting", "retention"}
+    assert set(summary["conventions"]) >= {"acc", "bwt", "fwt", "forgetting", "retention", "cloze", "kl"}
+    assert set(summary["probe_columns"]) == set(probe.columns) - {"after"}
+    assert summary["probe_columns"]["retention"]["probe"] == "cloze"
     assert "GEM-style" in summary["conventions"]["fwt"] and "Chaudhry" in summary["conventions"]["forgetting"]
     config = yaml.safe_load((finished.path / "config.yaml").read_text())
     assert config["config"]["seed"] == 0 and config["resolved"]["device"] == "cpu"
@@ -98,7 +102,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_matrix(finished, tmp_path,
     pd.testing.assert_frame_equal(resumed.probe, finished.probe, check_exact=True)
     losses = pd.read_csv(out / "losses.csv")
     pd.testing.assert_series_equal(losses["loss"], finished.losses["loss"], check_exact=True)
-    for key in ("acc", "bwt", "fwt", "forgetting", "retention"):
+    for key in ("acc", "bwt", "fwt", "forgetting", "probe"):
         assert resumed.summary[key] == finished.summary[key], key
     exported = continual.load_model(str(out / "model"))
     assert exported.source == str(out / "model") and exported.model.num_parameters() > 0
@@ -120,7 +124,8 @@ def test_sigkill_mid_stage_then_the_same_command_finishes_with_the_uninterrupted
 
     root = Path(__file__).resolve().parents[1]
     args = [sys.executable, "-m", "continual", "run", "--model", "tiny", "--steps", "150", "--batch-size", "4",
-            "--camp-size", "3", "--probe-tokens", "200", "--kl-tokens", "50", "--lr", "1e-3", "--no-progress"]
+            "--stream-option", "facts.camp_size=3", "--probe-option", "perplexity.tokens=200", "--probe-option",
+            "kl.tokens=50", "--lr", "1e-3", "--no-progress"]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(root)}
     reference = subprocess.run(args + ["--out", str(tmp_path / "reference")], env=env, capture_output=True,
                                timeout=600)

@@ -1,6 +1,5 @@
 """On the real default model (SmolLM2-135M-Instruct): the probe subject knows things, and naive training learns."""
 
-import pandas as pd
 import pytest
 
 import continual
@@ -12,12 +11,13 @@ pytestmark = pytest.mark.slow
 def one_stage(tmp_path_factory):
     out = tmp_path_factory.mktemp("smollm2") / "hogwarts"
     return continual.run(stream="facts", strategy="naive", model="smollm2-135m", tasks="hogwarts", steps=60,
-                         lr=1e-4, probe_tokens=512, kl_tokens=128, progress=False, out=str(out))
+                         lr=1e-4, probe_options={"perplexity.tokens": 512, "kl.tokens": 128}, progress=False,
+                         out=str(out))
 
 
 def test_base_model_knows_general_knowledge_well_above_chance(one_stage):
     base = one_stage.probe.iloc[0]
-    assert base["after"] == "base" and base["cloze_chance"] == pytest.approx(0.25)
+    assert base["after"] == "base" and one_stage.summary["probe_columns"]["cloze"]["chance"] == pytest.approx(0.25)
     assert base["cloze"] > 0.55, base["cloze"]
     assert 5 < base["perplexity"] < 100  # a real LM on modern English prose
 

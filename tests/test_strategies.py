@@ -4,7 +4,8 @@ import pytest
 
 import continual
 from continual.errors import ContinualError
-from strategies import STRATEGIES, make_strategy, register
+from strategies import STRATEGIES, make_strategy, register, supported_combinations
+from strategies.base import TRAINER
 from strategies.base import Strategy
 from strategies.composite import Composite
 
@@ -20,20 +21,24 @@ def test_combinations_and_their_options():
     assert isinstance(s, Composite) and s.name == "lora+replay"
     assert s.parts[1].config.ratio == 0.5 and s.parts[0].config.r == 4
     assert s.default_lr == s.parts[0].default_lr  # LoRA's step size, not full fine-tuning's
-    assert make_strategy("dpo+ewc").trainer == "dpo"
+    assert TRAINER in make_strategy("dpo+ewc").claims
+    assert "replay+dpo" in supported_combinations() and "dpo+distill" not in supported_combinations()
 
 
 @pytest.mark.parametrize("spec,options,message", [
     ("magic", {}, "unknown strategy 'magic'"),
     ("naive+replay", {}, "naive is the absence of a strategy"),
     ("joint+ewc", {}, "joint is a reference"),
-    ("lora+lora-isolation", {}, "do not combine"),
-    ("dpo+distill", {}, "do not combine"),
+    ("lora+lora-isolation", {}, "lora and lora-isolation both need the model's wrapping"),
+    ("dpo+distill", {}, "distill needs the language-model outputs of every training sequence, which dpo does not"),
+    ("dpo+lora-isolation", {}, "dpo needs at most one LoRA adapter, named 'default', which lora-isolation"),
     ("replay+replay", {}, "distinct strategy names"),
     ("replay", {"replay.ratoi": "0.5"}, "unknown option(s) replay.ratoi"),
-    ("replay", {"ewc.lam": "1"}, "names no strategy of 'replay'"),
+    ("replay", {"ewc.lam": "1"}, "'ewc.lam' names none of replay"),
     ("replay", {"replay.ratio": "lots"}, "replay.ratio must be float"),
-    ("replay", {"replay.ratio": "1.5"}, "must lie in [0, 1]"),
+    ("replay", {"replay.ratio": "1.5"}, "replay.ratio must be at most 1"),
+    ("replay", {"replay.ratio": "inf"}, "replay.ratio must be a finite number"),
+    ("ewc", {"ewc.lam": "-1"}, "ewc.lam must be at least 0"),
     ("ewc", {"ewc.general": "maybe"}, "ewc.general must be bool"),
     ("replay", {"replay.buffer_size": 2.5}, "replay.buffer_size must be int"),
     ("nosuch.module:Thing", {}, "cannot import strategy"),
@@ -57,20 +62,22 @@ class Noisy(Strategy):
 
 
 def test_user_strategies_register_or_import_without_editing_the_package(monkeypatch):
-    monkeypatch.setitem(STRATEGIES, "noisy", STRATEGIES.get("noisy", (Noisy, "")))
+    monkeypatch.setattr(STRATEGIES, "entries", dict(STRATEGIES.entries))  # the registration ends with the test
     register("noisy", Noisy)
     assert isinstance(make_strategy("noisy+replay").parts[0], Noisy)
     assert isinstance(make_strategy("tests.test_strategies:Noisy"), Noisy)
     with pytest.raises(ContinualError, match="not a subclass"):
         register("bad", dict)
+    with pytest.raises(ContinualError, match="without , \\+ : ="):
+        register("a+b", Noisy)
 
 
 def test_every_strategy_runs_from_one_command(tmp_path, capsys):
     from continual.cli import main
     out = tmp_path / "all"
     code = main(["run", "--stream", "facts", "--strategy", ",".join(STRATEGIES), "--model", "tiny", "--steps", "2",
-                 "--camp-size", "2", "--probe-tokens", "100", "--kl-tokens", "20", "--no-progress",
-                 "--out", str(out)])
+                 "--stream-option", "facts.camp_size=2", "--probe-option", "perplexity.tokens=100", "--probe-option",
+                 "kl.tokens=20", "--no-progress", "--no-plots", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     for name in STRATEGIES:

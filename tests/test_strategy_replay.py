@@ -3,7 +3,6 @@ from collections import Counter
 import pytest
 
 from continual.errors import ContinualError
-from continual.runner import _train_stage
 from continual.training import plan_batches
 from strategies.replay import Replay, ReplayOptions
 from tests.conftest import StageRunner
@@ -45,16 +44,16 @@ def test_reservoir_and_quota_buffers():
 
 
 def test_the_trainer_reads_the_mixed_batches_in_order(monkeypatch):
-    import continual.runner
+    import continual.training
     runner = StageRunner(Replay(ReplayOptions(ratio=0.5, buffer_size=4)), steps=3, batch_size=4)
     runner.stage(0)
     seen = {}
-    real = continual.runner.StageTrainer.train
+    real = continual.training.StageTrainer.train
 
     def capture(self, *a, **k):
         seen["batches"] = [b["input_ids"].tolist() for b in self.get_train_dataloader()]
         return real(self, *a, **k)
-    monkeypatch.setattr(continual.runner.StageTrainer, "train", capture)
+    monkeypatch.setattr(continual.training.StageTrainer, "train", capture)
     runner.stage(1)
     past_ids = {tuple(runner.tokenizer(e["prompt"] + e["completion"])["input_ids"]) for e in
                 runner.stream.tasks[0].train.to_list()}  # (after stage 1 the buffer itself holds task 1 too)
@@ -71,5 +70,5 @@ def test_general_text_replay_and_bad_options():
     assert all(sum(e["prompt"] not in current for e in b) == 2 for b in mixed)
     with pytest.raises(ContinualError, match="sum to at most 1"):
         ReplayOptions(ratio=0.8, general_ratio=0.5)
-    with pytest.raises(ContinualError, match="reservoir or quota"):
+    with pytest.raises(ContinualError, match="policy must be one of reservoir, quota"):
         ReplayOptions(policy="fifo")

@@ -4,6 +4,8 @@ from collections import Counter
 
 import pytest
 
+from continual.streams.sentiment import sentiment_stream
+
 from continual.errors import ContinualError
 from continual.streams import STREAMS, get_stream
 from continual.streams.build import choice_task, generation_task
@@ -35,7 +37,7 @@ def test_choice_streams_have_balanced_splits_of_the_stated_size(built, name, tra
         assert len(task.train) == train and len(ev) == test
         assert Counter(ev["label"]) == {0: test // 2, 1: test // 2}
         assert Counter(task.train["completion"]) == {c: train // 2 for c in ev[0]["candidates"]}
-        assert all(r != c for r, c in zip(task.train["rejected"], task.train["completion"]))
+        assert task.answers == ev[0]["candidates"] and "rejected" not in task.train.column_names
         # no text is both trained and scored
         assert not set(task.train["prompt"]) & set(ev["prompt"])
         assert all(p.endswith(("\nSentiment:", "\nKind of text:")) for p in ev["prompt"])
@@ -85,9 +87,11 @@ def test_streams_are_deterministic_given_the_seed(built, name):
 
 def test_unknown_tasks_and_sources_are_refused():
     with pytest.raises(ContinualError, match="no task.*tv.*choose from movies"):
-        get_stream("sentiment", tasks=["tv"])
+        sentiment_stream(tasks=["tv"])
     with pytest.raises(ContinualError, match="unknown source 'web'"):
         get_stream("topics", source="web")
+    with pytest.raises(ContinualError, match="topics.train_size must be at least 1"):
+        get_stream("topics", options={"train_size": 0})
 
 
 def test_builders_reject_bad_templates_labels_and_sizes():
@@ -107,7 +111,7 @@ def test_builders_reject_bad_templates_labels_and_sizes():
 def test_training_prompts_are_trimmed_from_the_left_to_keep_the_answer(tiny):
     from continual.streams.build import fit_to_length
     from continual.training import tokenize_completions
-    stream = get_stream("sentiment", tasks=["editorials"])
+    stream = sentiment_stream(tasks=["editorials"])
     long_before = stream.tasks[0].train["prompt"]
     fit_to_length(stream, tiny.tokenizer, 40)  # the tiny tokenizer needs ~3 tokens a word
     task = stream.tasks[0]

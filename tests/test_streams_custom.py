@@ -14,7 +14,7 @@ from continual.streams import get_stream
 TOPICS = {"space": ["rocket", "orbit", "planet", "comet"], "food": ["bread", "soup", "apple", "cheese"],
           "music": ["guitar", "drum", "song", "choir"], "sport": ["goal", "race", "match", "coach"]}
 RUN = ["--strategy", "naive", "--model", "tiny", "--steps", "2", "--batch-size", "4", "--eval-cap", "6",
-       "--probe-tokens", "64", "--kl-tokens", "16", "--no-progress"]
+       "--probe-option", "perplexity.tokens=64", "--probe-option", "kl.tokens=16", "--no-progress"]
 
 
 def write_csv(folder, per_label=10):
@@ -116,5 +116,5 @@ def test_bad_order_and_unknown_source_are_refused(tmp_path, capsys):
     assert "--order 'stories,reviews' must be given, reversed, random or a comma-separated list of exactly these " \
            "tasks: reviews, commentary, stories" in capsys.readouterr().err
     assert main(["run", "--stream", "topics", "--source", "web", "--out", str(tmp_path / "o"), *RUN]) == 2
-    assert "unknown source 'web'" in capsys.readouterr().err
+    assert "source must be one of offline, hub, got 'web'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

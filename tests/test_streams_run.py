@@ -11,7 +11,7 @@ from continual.config import RunConfig
 from continual.runner import ordered, stream_for
 
 SMALL = ["--strategy", "naive", "--model", "tiny", "--steps", "1", "--batch-size", "2", "--eval-cap", "4",
-         "--probe-tokens", "32", "--kl-tokens", "8", "--no-progress"]
+         "--probe-option", "perplexity.tokens=32", "--probe-option", "kl.tokens=8", "--no-progress"]
 
 
 @pytest.mark.parametrize("stream,tasks", [("sentiment", "products,tweets"), ("topics", "reviews,stories"),

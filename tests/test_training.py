@@ -7,9 +7,15 @@ from datasets import Dataset
 
 from continual.errors import TrainingDiverged
 from continual.scoring import split_continuation
-from continual.training import (IGNORE, CompletionCollator, LossRecorder, StageTrainer, tokenize_completions,
-                                training_arguments)
+from continual.training import (IGNORE, CompletionCollator, LossRecorder, StageSettings, StageTrainer,
+                                tokenize_completions, training_arguments)
 from strategies.base import Strategy
+
+
+def stage_arguments(steps, batch_size, lr, **settings):
+    """The Trainer arguments of a stage with these settings (continual.training.StageSettings)."""
+    return training_arguments(StageSettings(steps=steps, batch_size=batch_size, lr=lr, **settings))
+
 
 DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is Luke Skywalker's"],
                           "completion": [" enemy.", " friend."]})
@@ -49,10 +55,11 @@ def completion_nll(model, tok):
 def make_trainer(tiny, tmp_path, steps=1, lr=1e-3, strategy=None, recorder=None):
     from continual.models import load_model
     loaded = load_model("tiny", seed=0)
-    args = training_arguments(steps, 2, lr, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
-                              max_grad_norm=1.0, progress=False, output_dir=str(tmp_path))
+    args = stage_arguments(steps, 2, lr, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
+                           max_grad_norm=1.0, progress=False, output_dir=str(tmp_path))
     recorder = recorder or LossRecorder("s", "naive")
-    trainer = StageTrainer(model=loaded.model, args=args, train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
+    trainer = StageTrainer(model=loaded.model, args=args,
+                           train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
                            data_collator=CompletionCollator(loaded.tokenizer.pad_token_id), callbacks=[recorder],
                            strategy=strategy)
     return loaded, trainer, recorder
@@ -107,9 +114,9 @@ def lora_stage(tmp_path, checkpointing: bool):
     loaded = load_model("tiny", seed=0)
     torch.manual_seed(0)
     model = Lora().setup(loaded.model)
-    args = training_arguments(3, 2, 1e-2, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
-                              max_grad_norm=1.0, progress=False, output_dir=str(tmp_path),
-                              activation_checkpointing=checkpointing)
+    args = stage_arguments(3, 2, 1e-2, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
+                           max_grad_norm=1.0, progress=False, output_dir=str(tmp_path),
+                           gradient_checkpointing=checkpointing)
     recorder = LossRecorder("s", "lora")
     StageTrainer(model=model, args=args, train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
                  data_collator=CompletionCollator(loaded.tokenizer.pad_token_id), callbacks=[recorder]).train()
@@ -133,10 +140,10 @@ def test_precision_option():
     from continual.config import RunConfig
     from continual.errors import ContinualError
     common = dict(seed=0, device="cpu", scheduler="constant", warmup_steps=0, max_grad_norm=1.0, progress=False)
-    assert not training_arguments(1, 2, 1e-3, **common).bf16  # auto on CPU: fp32, as before
-    assert training_arguments(1, 2, 1e-3, precision="bf16", **common).bf16
-    assert not training_arguments(1, 2, 1e-3, precision="fp32", **common).bf16
-    with pytest.raises(ContinualError, match="precision must be auto, fp32 or bf16"):
+    assert not stage_arguments(1, 2, 1e-3, **common).bf16  # auto on CPU: fp32, as before
+    assert stage_arguments(1, 2, 1e-3, precision="bf16", **common).bf16
+    assert not stage_arguments(1, 2, 1e-3, precision="fp32", **common).bf16
+    with pytest.raises(ContinualError, match="precision must be one of auto, fp32, bf16"):
         RunConfig(precision="fp16")
 
 
@@ -191,7 +198,7 @@ def test_packed_stages_match_padded_stages(strategy, options):
     np.testing.assert_allclose(losses[1], losses[0], atol=1e-4)
 
 
-def test_packing_falls_back_to_padding_where_it_would_change_results(tiny):
+def test_packing_falls_back_to_padding_where_it_would_change_results(tiny, caplog):
     import continual  # noqa: F401
     from continual.training import PackedCompletionCollator, packing_applies, stage_collator
     from strategies import make_strategy
@@ -201,9 +208,9 @@ def test_packing_falls_back_to_padding_where_it_would_change_results(tiny):
                       CompletionCollator)
     ok, why = packing_applies(tiny.model, make_strategy("replay+distill"))
     assert not ok and "distill" in why
-    with pytest.warns(UserWarning, match="distill read the padded batch"):
-        assert isinstance(stage_collator(tiny.tokenizer, tiny.model, make_strategy("distill"), packing=True),
-                          CompletionCollator)
+    assert isinstance(stage_collator(tiny.tokenizer, tiny.model, make_strategy("distill"), packing=True),
+                      CompletionCollator)
+    assert "distill read the padded batch" in caplog.text
 
     class Unknown:
         config = type("C", (), {"_attn_implementation": "some_linear_attention"})()
@@ -213,18 +220,18 @@ def test_packing_falls_back_to_padding_where_it_would_change_results(tiny):
 
 def test_precision_and_optimizer_choice():
     common = dict(seed=0, device="cpu", scheduler="constant", warmup_steps=0, max_grad_norm=1.0, progress=False)
-    fp32 = training_arguments(1, 2, 1e-3, **common)
+    fp32 = stage_arguments(1, 2, 1e-3, **common)
     assert not fp32.bf16 and fp32.optim == "adamw_torch" and not fp32.torch_compile  # CPU defaults unchanged
-    bf16 = training_arguments(1, 2, 1e-3, precision="bf16", compile=True, **common)
+    bf16 = stage_arguments(1, 2, 1e-3, precision="bf16", compile=True, **common)
     assert bf16.bf16 and bf16.torch_compile
     with pytest.raises(ValueError, match="precision must be one of"):
-        training_arguments(1, 2, 1e-3, precision="fp8", **common)
+        stage_arguments(1, 2, 1e-3, precision="fp8", **common)
 
 
 def test_run_config_rejects_an_unknown_precision():
     from continual.config import RunConfig
     from continual.errors import ContinualError
-    with pytest.raises(ContinualError, match="precision must be auto, fp32 or bf16"):
+    with pytest.raises(ContinualError, match="precision must be one of auto, fp32, bf16"):
         RunConfig(precision="half")
 
 
@@ -235,9 +242,9 @@ def test_bf16_autocast_loss_matches_fp32_loosely(tmp_path):
     first = []
     for precision in ("fp32", "bf16"):
         loaded = load_model("tiny", seed=0)
-        args = training_arguments(1, 2, 1e-3, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
-                                  max_grad_norm=1.0, progress=False, output_dir=str(tmp_path / precision),
-                                  precision=precision)
+        args = stage_arguments(1, 2, 1e-3, seed=0, device="cpu", scheduler="constant", warmup_steps=0,
+                               max_grad_norm=1.0, progress=False, output_dir=str(tmp_path / precision),
+                               precision=precision)
         recorder = LossRecorder("s", "naive")
         StageTrainer(model=loaded.model, args=args, train_dataset=tokenize_completions(DATA, loaded.tokenizer, 64),
                      data_collator=CompletionCollator(loaded.tokenizer.pad_token_id), callbacks=[recorder]).train()

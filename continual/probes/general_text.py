@@ -63,7 +63,7 @@ def _wikitext(split: str, repo: str) -> list[str]:
     except Exception as exc:  # datasets raises many types for "not reachable" / "not found"
         raise ContinualError(f"could not load {repo} ({WIKITEXT_CONFIG}) from the hub: "
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
-                             "use the offline general text (--probe-text offline)") from exc
+                             "use the offline general text (--general-text offline)") from exc
     return [line for line in data["text"] if line.strip()]
 
 

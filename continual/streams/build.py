@@ -102,7 +102,6 @@ def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: 
     train = Dataset.from_dict({
         "prompt": [template.replace(TEXT_FIELD, t) for t, _ in train_rows],
         "completion": [candidates[i] for _, i in train_rows],
-        "rejected": [rng.choice(candidates[:i] + candidates[i + 1:]) for _, i in train_rows],  # for DPO
     })
     test = Dataset.from_dict({
         "prompt": [template.replace(TEXT_FIELD, t) for t, _ in test_rows],

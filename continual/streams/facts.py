@@ -21,6 +21,7 @@ from itertools import combinations
 from datasets import Dataset
 
 from continual.errors import ContinualError
+from continual.options import Options, option
 from continual.streams.task import Stream, Task
 
 RELATIONS = ("friend", "enemy")  # candidate order; label 0 = friend
@@ -51,6 +52,18 @@ WORLDS = {
          "Jabba the Hutt", "General Grievous"),
     )),
 }
+
+
+@dataclass
+class FactsOptions(Options):
+    camp_size: int = option(8, "characters per camp (the worlds shrink to their first N of each camp)", low=2, high=8)
+    heldout_fraction: float = option(0.25, "share of each relation's pairs held out, never trained", low=0,
+                                     low_open=True, high=0.99)
+
+
+def build(seed: int, source: str, options: FactsOptions) -> Stream:
+    """The registry's entry: the facts are generated, the same for every source."""
+    return facts_stream(seed, camp_size=options.camp_size, heldout_fraction=options.heldout_fraction)
 
 
 def fact_prompt(first: str, second: str) -> str:
@@ -103,8 +116,7 @@ def world_task(key: str, seed: int, camp_size: int, heldout_fraction: float) -> 
     reversed_pairs = [(b, a, rel) for a, b, rel in train_pairs]
     train = Dataset.from_dict({
         "prompt": [fact_prompt(a, b) for a, b, _ in train_pairs],
-        "completion": [f" {rel}." for _, _, rel in train_pairs],
-        "rejected": [f" {RELATIONS[1 - RELATIONS.index(rel)]}." for _, _, rel in train_pairs],  # for DPO
+        "completion": [f" {rel}." for _, _, rel in train_pairs],  # a candidate answer, then the sentence's end
     })
     return Task(name=key, train=train,
                 eval={"train": eval_split(train_pairs), "reversed": eval_split(reversed_pairs),

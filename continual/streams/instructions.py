@@ -11,6 +11,9 @@ hub: databricks-dolly-15k categories (open_qa, classification, creative_writing)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from continual.options import Options, option
 from continual.streams import sources
 from continual.streams.build import generation_task, select_tasks
 from continual.streams.task import Stream
@@ -21,6 +24,16 @@ OFFLINE = {"trivia": "general-knowledge questions with short answers",
            "ai": "questions about artificial intelligence and the bot itself"}
 HUB = {"open_qa": "dolly-15k open_qa", "classification": "dolly-15k classification",
        "creative_writing": "dolly-15k creative_writing", "alpaca": "tatsu-lab/alpaca"}
+
+
+@dataclass
+class InstructionsOptions(Options):
+    train_size: int = option(0, "training pairs per task (0: every pair not held out; the hub source takes 400)", low=0)
+    test_size: int = option(25, "held-out evaluation examples per task", low=1)
+
+
+def build(seed: int, source: str, options: InstructionsOptions) -> Stream:
+    return instructions_stream(seed, source, train_size=options.train_size, test_size=options.test_size)
 
 
 def instructions_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None, train_size: int = 0,

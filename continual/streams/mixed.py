@@ -7,6 +7,9 @@ the facts task is generated and the same for both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from continual.options import Options, option
 from continual.streams.facts import facts_stream
 from continual.streams.instructions import instructions_stream
 from continual.streams.sentiment import sentiment_stream
@@ -16,6 +19,15 @@ from continual.streams.topics import topics_stream
 # one task of each stream per source (offline: topics "stories" shares no text with sentiment "movies")
 PICKS = {"offline": {"sentiment": "movies", "topics": "stories", "instructions": "trivia"},
          "hub": {"sentiment": "movies", "topics": "world-sports", "instructions": "open_qa"}}
+
+
+@dataclass
+class MixedOptions(Options):
+    camp_size: int = option(8, "characters per camp of the facts task", low=2, high=8)
+
+
+def build(seed: int, source: str, options: MixedOptions) -> Stream:
+    return mixed_stream(seed, source, camp_size=options.camp_size)
 
 
 def mixed_stream(seed: int = 0, source: str = "offline", camp_size: int = 8) -> Stream:

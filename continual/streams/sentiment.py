@@ -11,6 +11,9 @@ Each split is balanced (half positive) and drawn deterministically from the seed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from continual.options import Options, option
 from continual.streams import sources
 from continual.streams.build import choice_task, select_tasks
 from continual.streams.task import Stream
@@ -26,6 +29,16 @@ OFFLINE = {  # task -> (loader, description)
 }
 HUB = {task: (lambda seed, spec=spec, n=0: sources.hub_labelled(spec[0], spec[2], spec[1], seed, n),
               f"{spec[0]} ({spec[1]} split)") for task, spec in sources.HUB_SENTIMENT.items()}
+
+
+@dataclass
+class SentimentOptions(Options):
+    train_size: int = option(400, "training examples per task, half positive", low=1)
+    test_size: int = option(200, "held-out evaluation examples per task", low=1)
+
+
+def build(seed: int, source: str, options: SentimentOptions) -> Stream:
+    return sentiment_stream(seed, source, train_size=options.train_size, test_size=options.test_size)
 
 
 def sentiment_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None,

@@ -33,6 +33,16 @@ class Task:
         if self.kind not in ("choice", "generation"):
             raise ValueError(f"task {self.name}: kind must be 'choice' or 'generation', got '{self.kind}'")
 
+    @property
+    def answers(self) -> list[str]:
+        """The candidate answers of a choice task (its matrix split's, the same for every example of the built-in
+        and custom streams); a training completion is one of them, possibly followed by more text (" friend.").
+        Empty for generation tasks."""
+        if self.kind != "choice":
+            return []
+        split = self.eval[self.matrix_split]
+        return list(split[0]["candidates"]) if len(split) else list(self.classes)
+
 
 @dataclass
 class Stream:

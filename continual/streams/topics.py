@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from datasets import concatenate_datasets
 
+from dataclasses import dataclass
+
+from continual.options import Options, option
 from continual.streams import sources
 from continual.streams.build import choice_task, select_tasks
 from continual.streams.task import Stream
@@ -36,6 +39,16 @@ HUB = {  # task -> (AG News labels and their answers)
     "world-sports": {"World": " world", "Sports": " sports"},
     "business-scitech": {"Business": " business", "Sci/Tech": " science"},
 }
+
+
+@dataclass
+class TopicsOptions(Options):
+    train_size: int = option(300, "training examples per task, balanced over its two labels", low=1)
+    test_size: int = option(200, "held-out evaluation examples per task", low=1)
+
+
+def build(seed: int, source: str, options: TopicsOptions) -> Stream:
+    return topics_stream(seed, source, train_size=options.train_size, test_size=options.test_size)
 
 
 def topics_stream(seed: int = 0, source: str = "offline", tasks: list[str] | None = None, train_size: int = 300,

@@ -1,0 +1,57 @@
+"""Behaviour is pinned: every built-in strategy's facts matrices, probe rows and losses on ``tiny`` (seed 0) equal
+the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, exactly (CPU; the fixture was recorded with the
+code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
+
+A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``) and
+says why in its commit."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import continual
+
+FIXTURE = Path(__file__).with_name("fixtures") / "behaviour_tiny_facts.json"
+RUN = dict(stream="facts", model="tiny", steps=3, batch_size=4, seed=0, lr=5e-3, progress=False, plots=False,
+           stream_options={"facts.camp_size": 3}, probe_options={"perplexity.tokens": 510, "kl.tokens": 255})
+PROBE = ["cloze", "cloze_norm", "perplexity", "ppl_ratio", "kl", "retention"]
+CASES = json.loads(FIXTURE.read_text())
+
+
+def record(case: dict, out: Path) -> dict:
+    result = continual.run(strategy=case["strategy"], strategy_options=case["options"], out=str(out), **RUN)
+    losses = [c for c in result.losses.columns if c not in ("stage", "step")]
+    return {"strategy": case["strategy"], "options": case["options"],
+            "matrix": result.matrix.reset_index().to_dict("list"),
+            "splits": {s: result.split_matrix(s).reset_index().to_dict("list") for s in ("reversed", "heldout")},
+            "probe": result.probe[["after"] + PROBE].to_dict("list"),
+            "losses": result.losses[["stage", "step"] + losses].to_dict("list"),
+            "summary": {k: result.summary[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_numbers_equal_the_recorded_ones(key, tmp_path):
+    got, want = record(CASES[key], tmp_path / "run"), CASES[key]
+    for part in ("matrix", "splits", "probe", "losses", "summary"):
+        assert same(json.loads(json.dumps(got[part])), want[part]), f"{key}: {part} moved"
+
+
+if __name__ == "__main__":  # re-record: python -m tests.test_behaviour
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = {key: record(case, Path(tmp) / key) for key, case in CASES.items()}
+    FIXTURE.write_text(json.dumps(fresh, indent=1))
+    print(f"recorded {len(fresh)} cases into {FIXTURE}", file=sys.stderr)
