@@ -221,8 +221,8 @@ def learning_vs_forgetting(table: pd.DataFrame, primary: dict[str, dict]) -> Fig
         ax.set_ylabel(ylabel)
     handles = {}
     for ax in axes:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(l, h)
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
     fig.legend(handles.values(), handles.keys(), loc="outside right upper", frameon=False, fontsize=8)
     n = int(rows["n"].max()) if len(rows) else 0
     fig.suptitle("learning vs forgetting: compare strategies at matched learning" +
