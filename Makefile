@@ -9,8 +9,10 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 OUT    ?= runs/facts-naive
 
-# the oldest transformers pyproject allows, laid over the venv's (only transformers differs), for test-oldest
+# the oldest transformers pyproject allows, laid over the venv's for test-oldest (with the huggingface-hub 1.x it
+# needs: transformers < 5.2x asks for huggingface-hub < 2, which datasets >= 5 also accepts)
 OLDEST_TRANSFORMERS ?= 5.17.0
+OLDEST_HUB ?= huggingface-hub>=1.31,<2
 OLDEST  = .oldest/transformers-$(OLDEST_TRANSFORMERS)
 
 .PHONY: install demo test test-oldest bench
@@ -47,7 +49,8 @@ test-oldest: install $(OLDEST)/.installed
 		tests/test_extending.py
 
 $(OLDEST)/.installed:
-	$(BIN)/python -m pip install --quiet --no-deps --target $(OLDEST) transformers==$(OLDEST_TRANSFORMERS)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(OLDEST) transformers==$(OLDEST_TRANSFORMERS) \
+		"$(OLDEST_HUB)"
 	touch $@
 
 bench: install
