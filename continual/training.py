@@ -143,13 +143,40 @@ class StrategyHooks:
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.strategy is not None:  # the gradients are complete here; clipping and the optimizer step follow
-            self.strategy.after_backward(model, inputs)
+            applied = self.strategy.after_backward(model, inputs, TrainingStep(self, model)) or {}
+            for name, value in applied.items():  # terms whose gradient the strategy added itself: logged, counted
+                value = torch.as_tensor(value, dtype=loss.dtype, device=loss.device)
+                loss = loss + value
+                self._terms[name] = float(value)
         return loss
 
     def log(self, logs: dict[str, float], *args, **kwargs):
         if "loss" in logs:
             logs.update(self._terms)
         super().log(logs, *args, **kwargs)
+
+
+class TrainingStep:
+    """What a strategy's ``after_backward`` gets besides the model and the batch: the step's number and a plain
+    backward pass on another batch (A-GEM's reference gradient)."""
+
+    def __init__(self, trainer, model):
+        self._trainer, self._model = trainer, model
+
+    @property
+    def number(self) -> int:
+        """The 0-based index of the optimizer step in progress."""
+        return self._trainer.state.global_step
+
+    def backward(self, batch: dict) -> float:
+        """The plain LM loss of ``batch`` (input_ids, attention_mask, labels tensors) backpropagated into the
+        parameters' ``.grad`` through the trainer's model: its precision (accelerate's autocast) and, under data
+        parallelism, DDP's all-reduce. Returns the loss."""
+        batch = {k: v.to(self._trainer.args.device) for k, v in batch.items()}
+        with self._trainer.compute_loss_context_manager():
+            loss = self._model(**batch).loss
+        self._trainer.accelerator.backward(loss)
+        return float(loss.detach())
 
 
 class StageTrainer(StrategyHooks, Trainer):

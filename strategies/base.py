@@ -5,7 +5,7 @@ stage trains (one task each, or joint's pool); ``setup(model)``
 runs once on the base model (may wrap it, e.g. LoRA). Per stage i:
 
     before_stage(model, ctx) -> mix_batches(batches, ctx) -> build_trainer(...) -> training, where every step adds
-    loss_terms(model, inputs, outputs) to the loss and calls after_backward(model, inputs) once the step's
+    loss_terms(model, inputs, outputs) to the loss and calls after_backward(model, inputs, step) once the step's
     gradients are complete (before clipping and the optimizer step) -> after_stage(model, ctx)
 
 Evaluation of task j runs inside ``eval_model(model, j)`` (per-task adapters swap there). ``state_dict`` /
@@ -119,9 +119,12 @@ class Strategy:
     def loss_terms(self, model, inputs: dict, outputs) -> dict[str, torch.Tensor]:
         return {}
 
-    def after_backward(self, model, inputs: dict) -> None:
+    def after_backward(self, model, inputs: dict, step) -> dict[str, torch.Tensor] | None:
         """The step's gradients are complete (all-reduced across processes), before clipping and the optimizer
-        step: a strategy may change them here (gradient projection, closed-form penalty gradients)."""
+        step: a strategy may change them here (gradient projection, closed-form penalty gradients). ``step``
+        (continual.training.TrainingStep) gives the step's number and ``step.backward(batch)``, a plain backward
+        pass on another batch. Returns the terms whose gradient the strategy added itself ({name: value}): they
+        are added to the step's logged loss and logged by name, as loss_terms are."""
 
     def after_stage(self, model: torch.nn.Module, ctx: StageContext) -> None:
         pass

@@ -86,9 +86,11 @@ class Composite(Strategy):
             terms.update(p.loss_terms(model, inputs, outputs))
         return terms
 
-    def after_backward(self, model, inputs):
+    def after_backward(self, model, inputs, step):
+        applied = {}
         for p in self.parts:
-            p.after_backward(model, inputs)
+            applied.update(p.after_backward(model, inputs, step) or {})
+        return applied
 
     def after_stage(self, model, ctx):
         for p in self.parts:

@@ -3,7 +3,9 @@ the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, exactly (CPU; 
 code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
 
 A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``) and
-says why in its commit."""
+says why in its commit. One known exception: EWC adds its penalty's gradient in closed form after backward (issue 15)
+where autograd added it before, which rounds differently in the last float bits; cases with an EWC part are compared
+to 1e-5 (relative, absolute below 1; a single step agrees to 1e-6: tests/test_strategy_ewc.py)."""
 
 import json
 import math
@@ -32,21 +34,22 @@ def record(case: dict, out: Path) -> dict:
             "summary": {k: result.summary[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
 
 
-def same(a, b) -> bool:
+def same(a, b, rel: float = 0.0) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
+        return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rel * max(1.0, abs(a), abs(b))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same(a[k], b[k], rel) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, rel) for x, y in zip(a, b))
     return a == b
 
 
 @pytest.mark.parametrize("key", list(CASES))
 def test_numbers_equal_the_recorded_ones(key, tmp_path):
     got, want = record(CASES[key], tmp_path / "run"), CASES[key]
+    rel = 1e-5 if "ewc" in want["strategy"].split("+") else 0.0  # (float rounding compounds over the steps)
     for part in ("matrix", "splits", "probe", "losses", "summary"):
-        assert same(json.loads(json.dumps(got[part])), want[part]), f"{key}: {part} moved"
+        assert same(json.loads(json.dumps(got[part])), want[part], rel), f"{key}: {part} moved"
 
 
 if __name__ == "__main__":  # re-record: python -m tests.test_behaviour

@@ -45,7 +45,7 @@ class FrozenEmbeddings(Strategy):
     def loss_terms(self, model, inputs, outputs):
         return {"frozen_zero": 0.0 * outputs.logits.float().mean()}
 
-    def after_backward(self, model, inputs):
+    def after_backward(self, model, inputs, step):
         model.get_input_embeddings().weight.grad.zero_()
 
 

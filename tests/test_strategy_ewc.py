@@ -3,11 +3,11 @@ import torch
 from datasets import Dataset
 
 from continual.scoring import split_continuation
-from strategies.ewc import EWC, EWCOptions, diagonal_fisher
+from strategies.ewc import EWC, EWCOptions, diagonal_fisher, penalty_gradient_
 from tests.conftest import StageRunner
 
-DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is Luke Skywalker's", "Gimli is Sauron's"],
-                          "completion": [" enemy.", " friend.", " enemy."]})
+DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is Luke Skywalker's",
+                                     "Gimli is Sauron's"], "completion": [" enemy.", " friend.", " enemy."]})
 
 
 def test_fisher_equals_the_mean_squared_per_example_gradient(tiny):
@@ -29,21 +29,55 @@ def test_fisher_equals_the_mean_squared_per_example_gradient(tiny):
     assert sum(float(f.sum()) for f in fisher.values()) > 0
 
 
+def _penalised(lam=2.0, scale=1e-2):
+    """The tiny model moved off its anchor, with a random Fisher, and an LM loss's gradients in .grad."""
+    from continual.models import load_model
+    loaded = load_model("tiny", seed=0)
+    model = loaded.model
+    gen = torch.Generator().manual_seed(0)
+    ewc = EWC(EWCOptions(lam=lam))
+    ewc.fisher = {n: torch.rand(p.shape, generator=gen) for n, p in model.named_parameters()}
+    ewc.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    ids = torch.tensor([loaded.tokenizer("Harry Potter is Lord Voldemort's enemy.")["input_ids"]])
+    return ewc, model, ids
+
+
+def test_closed_form_penalty_gradient_equals_autograds(tiny):
+    """The strategy adds lambda * F * (theta - anchor) after backward; autograd of (lambda / 2) * sum F (theta -
+    anchor)^2 added to the loss gives the same gradients and value."""
+    ewc, model, ids = _penalised()
+    loss = model(input_ids=ids, labels=ids).loss + ewc.config.lam / 2 * ewc.penalty(model, ewc.fisher, ewc.anchor)
+    loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters()}
+    reference_value = float(ewc.config.lam / 2 * ewc.penalty(model, ewc.fisher, ewc.anchor))
+    model.zero_grad(set_to_none=True)
+    model(input_ids=ids, labels=ids).loss.backward()
+    terms = ewc.after_backward(model, {}, None)
+    assert terms["ewc_penalty"] == pytest.approx(reference_value, rel=1e-6)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, reference[n], rtol=1e-6, atol=1e-9)
+
+
 def test_penalty_is_zero_at_the_anchor_and_grows_with_distance(tiny):
     from continual.models import load_model
     model = load_model("tiny", seed=0).model
-    ewc = EWC(EWCOptions(lam=2.0))
-    ewc.fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
-    ewc.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert ewc.loss_terms(model, {}, None)["ewc_penalty"].item() == 0.0
+    fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert penalty_gradient_(model, fisher, anchor, 2.0) == 0.0
+    assert all(float(p.grad.abs().sum()) == 0 for p in model.parameters())  # at the anchor: no pull
     values = []
     name, param = next(iter(model.named_parameters()))
     for delta in (1e-3, 1e-2, 1e-1):
         with torch.no_grad():
-            param.copy_(ewc.anchor[name] + delta)
-        values.append(ewc.loss_terms(model, {}, None)["ewc_penalty"].item())
-        expected = 2.0 / 2 * float((ewc.fisher[name] * delta ** 2).sum())
+            param.copy_(anchor[name] + delta)
+        model.zero_grad(set_to_none=True)
+        values.append(penalty_gradient_(model, fisher, anchor, 2.0))
+        expected = 2.0 / 2 * float((fisher[name] * delta ** 2).sum())
         assert values[-1] == pytest.approx(expected, rel=1e-4)
+        torch.testing.assert_close(param.grad, 2.0 * fisher[name] * delta, rtol=1e-5, atol=1e-9)
     assert values[0] < values[1] < values[2]
 
 
