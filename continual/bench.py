@@ -39,9 +39,10 @@ from pathlib import Path
 from continual.errors import ContinualError
 from continual.options import Options, option
 
-TRAIN_STRATEGIES = ("naive", "lora", "ewc", "replay", "distill", "dpo")
+TRAIN_STRATEGIES = ("naive", "lora", "ewc", "replay", "distill", "dpo", "o-lora", "agem", "generative-replay", "merge",
+                    "lora-merge", "osf")
 # bounded state building so the harness stays quick; these affect only the preparation stage, not the timed steps
-PREP_OPTIONS = {"ewc": {"ewc.fisher_samples": 16}}
+PREP_OPTIONS = {"ewc": {"ewc.fisher_samples": 16}, "generative-replay": {"generative-replay.samples": 8}}
 
 
 SECTIONS = ("evaluation", "training", "end_to_end")

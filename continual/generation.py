@@ -20,8 +20,9 @@ from continual.scoring import model_device, score_candidates
 
 @torch.inference_mode()
 def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 16,
-                    progress: bool = False, desc: str = "generating") -> list[str]:
-    """The greedy continuation of every prompt up to its first newline, without surrounding spaces."""
+                    progress: bool = False, desc: str = "generating", temperature: float = 0.0) -> list[str]:
+    """The greedy continuation of every prompt up to its first newline, without surrounding spaces; with
+    ``temperature`` > 0 sampled instead (from torch's global generator: seed it for a repeatable draw)."""
     if not prompts:
         return []
     device = model_device(model)
@@ -40,13 +41,15 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 
             for row, i in enumerate(batch):  # left padding: the prompt ends where generation starts
                 ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]):] = 1
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else \
+                {"do_sample": False}
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad,
                                  eos_token_id=tokenizer.eos_token_id, num_beams=1,
                                  stop_strings=["\n"], tokenizer=tokenizer)  # a row stops at its newline
             for row, i in enumerate(batch):
                 text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-                outputs[i] = text.split("\n", 1)[0].strip()
+                outputs[i] = (text.splitlines() or [""])[0].strip()  # any line break ends the answer
     finally:
         model.train(was_training)
     return outputs

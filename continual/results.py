@@ -13,6 +13,7 @@ checkpoint), used by the runner, the Python API, compare, plots and the report.
   summary.json         metrics, status, parameters, time, memory, conventions, the probes' column declarations
   checkpoint/          the model and strategy state after the last finished stage (removed when the run completes)
   plots/               the run's figures (continual.plots)
+  strategy/            what a strategy records of its own (generative replay: the pseudo-examples it trained on)
 
 Every file is written to a temporary name, fsynced and renamed, so a killed run never leaves a truncated file. In a
 data-parallel run only the main process (rank 0) locks the directory and writes; the other processes' writes do
@@ -21,6 +22,7 @@ nothing, and they wait in ``open`` until the main process has locked and cleaned
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
 import json
@@ -285,8 +287,11 @@ class RunDir:
     def write_json(self, name: str, data: dict) -> None:
         self.write_text(name, json.dumps(json_safe(data), indent=2) + "\n")
 
-    def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False) -> None:
-        self.write_text(name, frame.to_csv(index=index))  # full precision: a resume reads these back
+    def write_csv(self, name: str, frame: pd.DataFrame, index: bool = False, text: bool = False) -> None:
+        """Full precision (a resume reads these back); ``text``: every string quoted, so texts holding line breaks of
+        any kind (a model's generations, users' data) read back as written."""
+        quoting = csv.QUOTE_NONNUMERIC if text else csv.QUOTE_MINIMAL
+        self.write_text(name, frame.to_csv(index=index, quoting=quoting))
 
     def write_results(self, run: Run) -> None:
         """Every result file of the rows so far: scores, the matrices built from them, probe rows, losses."""
@@ -296,6 +301,16 @@ class RunDir:
             self.write_csv(f"matrix_{split}.csv", frame, index=True)
         self.write_csv("probe.csv", run.probe)
         self.write_csv("losses.csv", run.losses)
+
+    def save_strategy_file(self, name: str, frame: pd.DataFrame) -> None:
+        """A strategy's own record (e.g. generated examples), as RUN/strategy/<name> (csv)."""
+        if self.writer:
+            path = self.path / "strategy" / name
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ContinualError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+            write_atomic(path, frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
 
     def read_summary(self) -> dict | None:
         path = self.path / "summary.json"

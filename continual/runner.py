@@ -273,7 +273,7 @@ def run_one(config: RunConfig) -> Run:
             ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer,
                                device=distributed.local_device(device), seed=config.seed,
                                batch_size=config.batch_size, general_source=config.general_text,
-                               max_length=config.max_length)
+                               max_length=config.max_length, save=run_dir.save_strategy_file)
             t0 = time.time()
             losses += train_stage(model, strategy, ctx, config, stage.steps)
             t1 = time.time()
@@ -295,7 +295,7 @@ def run_one(config: RunConfig) -> Run:
         if predictions is None:  # resumed after the last stage had finished: score the final model once more
             _, predictions = evaluate_stream(model, tokenizer, stream, strategy, names[-1], stages[-1].seen,
                                              config.eval_cap, config.eval_batch_size, predictions=True)
-        run_dir.write_csv("predictions.csv", pd.DataFrame(predictions, columns=PREDICTION_COLUMNS))
+        run_dir.write_csv("predictions.csv", pd.DataFrame(predictions, columns=PREDICTION_COLUMNS), text=True)
         result = _in_memory(run_dir, config, resolved, scores, probe_rows, losses)
         result.summary = summarise_run(result, config, strategy, stream, names, columns, trainable, total,
                                        started, device, times)

@@ -129,6 +129,8 @@ class StrategyHooks:
         super().__init__(*args, **kwargs)
         self.strategy = strategy
         self._terms: dict[str, float] = {}
+        if strategy is not None:
+            self.add_callback(AfterOptimizerStep(strategy, self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         want = return_outputs or self.pass_outputs
@@ -156,6 +158,16 @@ class StrategyHooks:
         super().log(logs, *args, **kwargs)
 
 
+class AfterOptimizerStep(TrainerCallback):
+    """Calls the strategy's ``after_optimizer_step`` once the optimizer has updated the weights (each step)."""
+
+    def __init__(self, strategy, trainer):
+        self.strategy, self.trainer = strategy, trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.strategy.after_optimizer_step(self.trainer.model)
+
+
 class TrainingStep:
     """What a strategy's ``after_backward`` gets besides the model and the batch: the step's number and a plain
     backward pass on another batch (A-GEM's reference gradient)."""
@@ -167,6 +179,10 @@ class TrainingStep:
     def number(self) -> int:
         """The 0-based index of the optimizer step in progress."""
         return self._trainer.state.global_step
+
+    def log(self, name: str, value: float) -> None:
+        """Log a diagnostic with this step's loss (not added to the loss)."""
+        self._trainer._terms[name] = float(value)
 
     def backward(self, batch: dict) -> float:
         """The plain LM loss of ``batch`` (input_ids, attention_mask, labels tensors) backpropagated into the

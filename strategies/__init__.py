@@ -12,15 +12,21 @@ from itertools import combinations
 from continual.errors import ContinualError
 from continual.options import build, split_namespaced
 from continual.registry import Registry
+from strategies.agem import AGEM
 from strategies.base import Stage, StageContext, Strategy
 from strategies.composite import Composite, combination_problem
 from strategies.distill import Distill
 from strategies.dpo import DPO
 from strategies.ewc import EWC
+from strategies.generative_replay import GenerativeReplay
 from strategies.joint import Joint
 from strategies.lora import Lora
 from strategies.lora_isolation import LoraIsolation
+from strategies.lora_merge import LoraMerge
+from strategies.merge import Merge
 from strategies.naive import Naive
+from strategies.o_lora import OLora
+from strategies.osf import OSF
 from strategies.replay import Replay
 
 STRATEGIES = Registry("strategy", lambda v: isinstance(v, type) and issubclass(v, Strategy),
@@ -32,6 +38,18 @@ STRATEGIES.register("ewc", EWC, "online EWC: diagonal empirical Fisher penalty t
 STRATEGIES.register("replay", Replay, "a buffer of earlier tasks' examples replaces a fixed share of every batch")
 STRATEGIES.register("distill", Distill, "token-level KL to the model before the stage (LwF-style)")
 STRATEGIES.register("dpo", DPO, "DPO stages (trl) on true vs false answers, reference = the model before the stage")
+STRATEGIES.register("o-lora", OLora, "a new LoRA adapter per task kept orthogonal to the earlier (frozen, active) "
+                    "ones; their sum is the model (Wang et al. 2023)")
+STRATEGIES.register("agem", AGEM, "A-GEM: project each step's gradient so the loss on an episodic memory does not "
+                    "rise (Chaudhry et al. 2019)")
+STRATEGIES.register("generative-replay", GenerativeReplay, "the model writes pseudo-examples of earlier tasks, "
+                    "replayed in every batch (LAMOL / self-synthesised rehearsal)")
+STRATEGIES.register("merge", Merge, "after each stage, merge the new weights with the previous stage's (linear, "
+                    "TIES, DARE task vectors)")
+STRATEGIES.register("lora-merge", LoraMerge, "a LoRA adapter per task, merged into one (peft) that every task is "
+                    "scored with: no task id")
+STRATEGIES.register("osf", OSF, "peft's orthogonal subspace fine-tuning, stage by stage: train off the weights' top "
+                    "singular directions, merge, re-decompose")
 STRATEGIES.register("joint", Joint, "reference upper bound: all tasks trained at once in one stage")
 
 

@@ -6,7 +6,8 @@ runs once on the base model (may wrap it, e.g. LoRA). Per stage i:
 
     before_stage(model, ctx) -> mix_batches(batches, ctx) -> build_trainer(...) -> training, where every step adds
     loss_terms(model, inputs, outputs) to the loss and calls after_backward(model, inputs, step) once the step's
-    gradients are complete (before clipping and the optimizer step) -> after_stage(model, ctx)
+    gradients are complete (before clipping and the optimizer step) and after_optimizer_step(model) once the
+    weights moved -> after_stage(model, ctx)
 
 Evaluation of task j runs inside ``eval_model(model, j)`` (per-task adapters swap there). ``state_dict`` /
 ``load_state_dict`` carry what a resumed run needs (Fisher, buffers, adapters made so far); ``load_state_dict``
@@ -21,7 +22,7 @@ special anywhere else:
     claims        run resources only one part may hold: MODEL_WRAPPER (adapters), TRAINER (its own trainer)
     needs         what its hooks need of the run (TOKEN_OUTPUTS: the LM outputs of every training sequence)
     removes       what it takes away from the run (DPO's trainer gives no TOKEN_OUTPUTS; per-task adapters break
-                  ONE_ADAPTER)
+                  ONE_ADAPTER; every adapter scheme removes BASE_WEIGHTS)
     packing_safe  its hooks read no per-token inputs of a batch, so padding-free packed batches are safe
 
 Each strategy has one options dataclass (trl-style: the config is the documentation); ``--strategy-option
@@ -44,7 +45,8 @@ TRAINER = "the stage's trainer"
 # capabilities a run has unless a part removes them
 TOKEN_OUTPUTS = "the language-model outputs of every training sequence"
 ONE_ADAPTER = "at most one LoRA adapter, named 'default'"
-RUN_CAPABILITIES = frozenset({TOKEN_OUTPUTS, ONE_ADAPTER})
+BASE_WEIGHTS = "training that changes the model's own weights (no adapter)"
+RUN_CAPABILITIES = frozenset({TOKEN_OUTPUTS, ONE_ADAPTER, BASE_WEIGHTS})
 
 
 @dataclass
@@ -58,6 +60,7 @@ class StageContext:
     batch_size: int
     general_source: str  # where general English text comes from (continual.probes.general_text)
     max_length: int = 64  # the run's training length: strategies that tokenize (Fisher, general text) use it
+    save: Any = None  # save(name, DataFrame): a file of the strategy's own under RUN/strategy/ (None: not kept)
 
 
 @dataclass
@@ -125,6 +128,9 @@ class Strategy:
         (continual.training.TrainingStep) gives the step's number and ``step.backward(batch)``, a plain backward
         pass on another batch. Returns the terms whose gradient the strategy added itself ({name: value}): they
         are added to the step's logged loss and logged by name, as loss_terms are."""
+
+    def after_optimizer_step(self, model) -> None:
+        """The optimizer has just updated the weights (every step): e.g. project them back onto a constraint."""
 
     def after_stage(self, model: torch.nn.Module, ctx: StageContext) -> None:
         pass

@@ -92,6 +92,10 @@ class Composite(Strategy):
             applied.update(p.after_backward(model, inputs, step) or {})
         return applied
 
+    def after_optimizer_step(self, model):
+        for p in self.parts:
+            p.after_optimizer_step(model)
+
     def after_stage(self, model, ctx):
         for p in self.parts:
             p.after_stage(model, ctx)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from peft import LoraConfig, get_peft_model
 
 from continual.options import Options, option
-from strategies.base import MODEL_WRAPPER, Strategy
+from strategies.base import BASE_WEIGHTS, MODEL_WRAPPER, Strategy
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Lora(Strategy):
     Config = LoraOptions
     default_lr = 5e-4  # adapters need a larger step than full fine-tuning
     claims = frozenset({MODEL_WRAPPER})
+    removes = frozenset({BASE_WEIGHTS})
     packing_safe = True
 
     def setup(self, model):

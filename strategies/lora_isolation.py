@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from peft import get_peft_model
 
-from strategies.base import MODEL_WRAPPER, ONE_ADAPTER, Strategy
+from strategies.base import BASE_WEIGHTS, MODEL_WRAPPER, ONE_ADAPTER, Strategy
 from strategies.lora import LoraOptions
 
 
@@ -24,7 +24,7 @@ class LoraIsolation(Strategy):
     Config = LoraOptions
     default_lr = 5e-4
     claims = frozenset({MODEL_WRAPPER})
-    removes = frozenset({ONE_ADAPTER})
+    removes = frozenset({ONE_ADAPTER, BASE_WEIGHTS})
     packing_safe = True
 
     def __init__(self, config=None):

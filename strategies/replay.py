@@ -2,8 +2,8 @@
 
 ``ratio`` is the exact share of each batch that is replayed: round(ratio * batch_size) examples of every planned
 batch are replaced by buffer examples, so the stage keeps the same steps and batch size as naive fine-tuning. The
-buffer holds ``buffer_size`` examples chosen by reservoir sampling over everything seen (``policy: reservoir``) or
-an equal quota per earlier task (``policy: quota``). ``general_ratio`` replays general English text (the
+buffer (strategies.memory) holds ``buffer_size`` examples chosen by reservoir sampling over everything seen
+(``policy: reservoir``) or an equal quota per earlier task (``policy: quota``). ``general_ratio`` replays general English text (the
 strategies' split, disjoint from the probe's) the same way, from the first stage on.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from continual.errors import ContinualError
 from continual.options import Options, option
 from strategies.base import Strategy
+from strategies.memory import EpisodicMemory
 
 
 @dataclass
@@ -38,9 +39,11 @@ class Replay(Strategy):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.buffer: list[dict] = []  # example dicts, each with its "task"
-        self.seen = 0  # examples offered to the reservoir so far
-        self.per_task: dict[str, list[dict]] = {}
+        self.memory = EpisodicMemory(self.config.buffer_size, self.config.policy, key="replay")
+
+    @property
+    def buffer(self) -> list[dict]:
+        return self.memory.examples
 
     def mix_batches(self, batches, ctx):
         rng = random.Random(f"replay:{ctx.seed}:{ctx.index}")
@@ -59,25 +62,10 @@ class Replay(Strategy):
         return mixed
 
     def after_stage(self, model, ctx):
-        rng = random.Random(f"replay-buffer:{ctx.seed}:{ctx.index}")
-        examples = [{**row, "task": ctx.task.name} for row in ctx.task.train.to_list()]
-        size = self.config.buffer_size
-        if self.config.policy == "reservoir":
-            for example in examples:  # Vitter's algorithm R over the whole stream of examples
-                self.seen += 1
-                if len(self.buffer) < size:
-                    self.buffer.append(example)
-                else:
-                    j = rng.randrange(self.seen)
-                    if j < size:
-                        self.buffer[j] = example
-        else:
-            self.per_task[ctx.task.name] = rng.sample(examples, min(size, len(examples)))
-            quota = size // len(self.per_task)
-            self.buffer = [e for kept in self.per_task.values() for e in kept[:quota]]
+        self.memory.add_task(ctx.task, ctx.seed, ctx.index)
 
     def state_dict(self):
-        return {"buffer": self.buffer, "seen": self.seen, "per_task": self.per_task}
+        return self.memory.state_dict()
 
     def load_state_dict(self, state, model):
-        self.buffer, self.seen, self.per_task = state["buffer"], state["seen"], state["per_task"]
+        self.memory.load_state_dict(state)

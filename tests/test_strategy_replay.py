@@ -40,7 +40,7 @@ def test_reservoir_and_quota_buffers():
     for i in range(3):
         reservoir.strategy.after_stage(reservoir.model, reservoir.context(i))
     assert len(reservoir.strategy.buffer) == 8
-    assert reservoir.strategy.seen == sum(len(t.train) for t in reservoir.stream.tasks)
+    assert reservoir.strategy.memory.seen == sum(len(t.train) for t in reservoir.stream.tasks)
 
 
 def test_the_trainer_reads_the_mixed_batches_in_order(monkeypatch):
