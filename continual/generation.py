@@ -1,12 +1,12 @@
-"""Scoring free-text answers: batched greedy generation and ROUGE-L F1 against references.
+"""Free-text answers: batched greedy (or sampled) generation, and the references' log-likelihood.
 
 Prompts are left-padded so that every row of a batch ends at the same position and generation continues all rows
 in step (transformers' ``generate`` with an attention mask). Decoding is greedy (deterministic) and capped at
 ``max_new_tokens``; a generation ends at the model's end-of-sequence token or its first newline (instruction tasks
 train responses as one line followed by a newline).
 
-ROUGE-L F1 (Lin 2004; the ``rouge_score`` package, Porter-stemmed, as commonly reported) lies in [0, 1]. The mean
-per-token log-likelihood of the reference given the prompt is computed with the batched scorer beside it.
+The answers are scored by continual.answer_metrics (ROUGE-L F1, exact match, SARI, ...). The mean per-token
+log-likelihood of the reference given the prompt is computed with the batched scorer beside it.
 """
 
 from __future__ import annotations
@@ -53,19 +53,6 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 
     finally:
         model.train(was_training)
     return outputs
-
-
-_scorer = None
-
-
-def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
-    """ROUGE-L F1 of each prediction against its reference."""
-    global _scorer
-    if _scorer is None:
-        from rouge_score import rouge_scorer
-        _scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return np.array([_scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)],
-                    dtype=np.float64)
 
 
 def reference_loglik(model, tokenizer, prompts: list[str], references: list[str], batch_size: int = 64,

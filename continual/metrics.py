@@ -27,6 +27,9 @@ CONVENTIONS = {
            "(GEM uses a random-init model)",
     "forgetting": "Chaudhry et al. 2018: mean over j<T of max over stages l<T of R[l,j] - R[T,j] "
                   "(base row excluded)",
+    "op": "TRACE OP (Wang et al. 2023): mean over tasks of the score after the last stage; the same number as acc",
+    "bwt_trace": "TRACE BWT: mean over j<T of R[T,j] - R[j,j]; the same definition (and number) as GEM's bwt",
+    "aa": "O-LoRA AA (Wang et al. 2023): average accuracy over tasks after the last task; the same number as acc",
 }
 
 
@@ -82,5 +85,6 @@ def retention(cloze_final: float, cloze_base: float, chance: float, n_items: int
 
 def summarise(R, b) -> dict[str, float]:
     """All matrix metrics at once, keyed as in summary.json."""
-    return {"acc": average_accuracy(R), "bwt": backward_transfer(R), "fwt": forward_transfer(R, b),
-            "forgetting": forgetting(R)}
+    acc, bwt = average_accuracy(R), backward_transfer(R)
+    return {"acc": acc, "bwt": bwt, "fwt": forward_transfer(R, b), "forgetting": forgetting(R), "op": acc,
+            "bwt_trace": bwt, "aa": acc}

@@ -7,6 +7,8 @@ checkpoint), used by the runner, the Python API, compare, plots and the report.
   matrix.csv           accuracy matrix R: row ``base`` then one row per stage (named after the task trained);
                        one column per task; values from each task's matrix split
   matrix_<split>.csv   the same for the other evaluation splits (facts: reversed, heldout)
+  matrix_logprob.csv,  where tasks are scored both ways (benchmark streams): the log-probability accuracy and the
+  matrix_answer.csv    generated answer's score (exact match), whichever of them is not matrix.csv
   probe.csv            the probes' columns per row (base and every stage)
   losses.csv           every training step's loss (and strategy loss terms)
   predictions.csv      every evaluation example's answer from the final model
@@ -92,14 +94,15 @@ def json_safe(value):
 
 
 def matrix_frame(scores: pd.DataFrame, split_of_task: dict[str, str] | str, rows: list[str],
-                 tasks: list[str]) -> pd.DataFrame:
-    """Wide matrix from long scores: rows in ``rows`` order (base first), columns in task order."""
+                 tasks: list[str], values: str = "accuracy") -> pd.DataFrame:
+    """Wide matrix from long scores: rows in ``rows`` order (base first), columns in task order; ``values`` the
+    scores.csv column (accuracy: the matrix value; logprob_accuracy, answer_score: one of the two metrics)."""
     if isinstance(split_of_task, str):
         split_of_task = {t: split_of_task for t in tasks}
     if scores.empty:
         return pd.DataFrame(index=pd.Index([], name="after"), columns=tasks, dtype=float)
     keep = scores[[split_of_task.get(t) == s for t, s in zip(scores["task"], scores["split"])]]
-    wide = keep.pivot(index="after", columns="task", values="accuracy")
+    wide = keep.pivot(index="after", columns="task", values=values)
     wide = wide.reindex(index=[r for r in rows if r in wide.index], columns=tasks)
     wide.index.name = "after"
     wide.columns.name = None
@@ -151,6 +154,18 @@ class Run:
         main = set(self.matrix_split.values())
         names = sorted(set(self.scores["split"]) - main) if len(self.scores) else []
         return {s: self.split_matrix(s) for s in names}
+
+    @property
+    def metric_matrices(self) -> dict[str, pd.DataFrame]:
+        """Where some task is scored both ways (a benchmark stream's choice tasks: log-probability and the generated
+        answer), the matrix of each: {"logprob": ..., "answer": ...} on each task's matrix split; else {}."""
+        if "answer_score" not in self.scores or "logprob_accuracy" not in self.scores:
+            return {}
+        both = self.scores["answer_score"].notna() & self.scores["logprob_accuracy"].notna()
+        if not both.any():
+            return {}
+        return {name: matrix_frame(self.scores, self.matrix_split, self.rows, self.tasks, values=column)
+                for name, column in (("logprob", "logprob_accuracy"), ("answer", "answer_score"))}
 
     @property
     def default_order(self) -> bool:
@@ -299,6 +314,8 @@ class RunDir:
         self.write_csv("matrix.csv", run.matrix, index=True)
         for split, frame in run.splits.items():
             self.write_csv(f"matrix_{split}.csv", frame, index=True)
+        for metric, frame in run.metric_matrices.items():
+            self.write_csv(f"matrix_{metric}.csv", frame, index=True)
         self.write_csv("probe.csv", run.probe)
         self.write_csv("losses.csv", run.losses)
 

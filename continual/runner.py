@@ -73,27 +73,60 @@ def run(config: RunConfig | None = None, **overrides) -> Run | list[Run]:
     return results[0] if len(specs) == 1 else results
 
 
+# Top-level flags that are an option of the run's stream (by option name); probes declare theirs (Probe.flags).
+STREAM_FLAGS = ("data_dir", "metric")
+
+
+def _fold_flags(config: RunConfig, spec) -> tuple[dict, dict]:
+    """(stream options, probe options) with the top-level flags that stand for options (--data-dir, --metric,
+    --probe-limit, ...) folded in as those options; a flag that no part of this run has is refused."""
+    from continual.probes import PROBES
+    stream_options, probe_options = dict(config.stream_options), dict(config.probe_options)
+    for field in STREAM_FLAGS:
+        value, flag = getattr(config, field), "--" + field.replace("_", "-")
+        if value in ("", None):
+            continue
+        if spec is None:
+            raise ContinualError(f"{flag} does not apply to a stream file: set it in {config.stream}")
+        if field not in {f.name for f in dataclasses.fields(spec.options)}:
+            raise ContinualError(f"{flag} does not apply to stream '{spec.name}', which has no {field} option; "
+                                 "drop it")
+        stream_options.setdefault(f"{spec.name}.{field}", value)
+    in_run = [p.strip().partition(":")[0] for p in config.probe.split(",")]
+    for name in PROBES.names():
+        for field, option_name in PROBES.resolve(name).value.flags.items():
+            value = getattr(config, field)
+            if value in ("", None):
+                continue
+            if name not in in_run:
+                raise ContinualError(f"--{field.replace('_', '-')} sets the {name} probe, which this run does not "
+                                     f"use; add it to --probe or drop the flag")
+            probe_options.setdefault(f"{name}.{option_name}", value)
+    return stream_options, probe_options
+
+
 def resolve(config: RunConfig):
     """(config with every option resolved and typed, strategy, probes): the strategy's, stream's and probes' full
     options (defaults included) and the learning rate, so that the same run has the same hash however it was
     spelled."""
-    strategy = make_strategy(config.strategy, config.strategy_options)
-    probes = make_probes(config.probe, config.probe_options)
     spec = stream_spec(config.stream)
+    given_stream_options, given_probe_options = _fold_flags(config, spec)
+    strategy = make_strategy(config.strategy, config.strategy_options)
+    probes = make_probes(config.probe, given_probe_options)
     stream_options = {}
     if spec is not None:
         from continual.options import build, split_namespaced
-        own = split_namespaced(config.stream_options, [spec.name], "stream option", f"{spec.name}.<option>=<value>")
+        own = split_namespaced(given_stream_options, [spec.name], "stream option", f"{spec.name}.<option>=<value>")
         stream_options = {f"{spec.name}.{k}": v
                           for k, v in dataclasses.asdict(build(spec.options, own[spec.name], f"{spec.name}.")).items()}
-    elif config.stream_options:
-        raise ContinualError(f"stream options {', '.join(config.stream_options)} do not apply to a stream file: set "
-                             f"them in {config.stream}")
+    elif given_stream_options:
+        raise ContinualError(f"stream options do not apply to a stream file: set them in {config.stream}")
     typed = {f"{p.name}.{k}": v for p in strategy.parts for k, v in p.describe().items()}
     probe_options = {f"{p.name}.{k}": v for p in probes for k, v in p.describe().items()}
+    # the flags now live in the options they stand for: one spelling, one hash
     config = dataclasses.replace(config, strategy_options=typed, stream_options=stream_options,
-                                 probe_options=probe_options,
-                                 lr=config.lr if config.lr is not None else strategy.default_lr)
+                                 probe_options=probe_options, data_dir="", metric="", probe_limit=None,
+                                 probe_include="", lr=config.lr if config.lr is not None else strategy.default_lr)
     return config, strategy, probes
 
 
@@ -137,13 +170,17 @@ def stream_for(config: RunConfig) -> Stream:
             raise ContinualError(f"--tasks '{config.tasks}' must name distinct tasks of stream '{stream.name}': "
                                  f"{', '.join(by_name)}")
         stream.tasks = [by_name[n] for n in names]
-    stream.tasks = ordered(stream.tasks, config.order, config.seed)
+    stream.tasks = ordered(stream.tasks, config.order, config.seed, stream.orders)
     return stream
 
 
-def ordered(tasks: list[Task], order: str, seed: int) -> list[Task]:
-    """given (as listed), reversed, random (shuffled by the seed) or an explicit comma-separated list of every
-    task. The order changes results (which task is forgotten), so it is part of the run's identity."""
+def ordered(tasks: list[Task], order: str, seed: int, named: dict[str, list[str]] | None = None) -> list[Task]:
+    """given (as listed), reversed, random (shuffled by the seed), one of the stream's named orders (the papers'),
+    or an explicit comma-separated list of every task. The order changes results (which task is forgotten), so it
+    is part of the run's identity."""
+    if named and order in named:  # a named order of the tasks picked (--tasks may have dropped some)
+        by_name = {t.name: t for t in tasks}
+        return [by_name[n] for n in named[order] if n in by_name]
     if order == "given":
         return list(tasks)
     if order == "reversed":
@@ -155,8 +192,9 @@ def ordered(tasks: list[Task], order: str, seed: int) -> list[Task]:
     names = [n.strip() for n in order.split(",")]
     by_name = {t.name: t for t in tasks}
     if sorted(names) != sorted(by_name):
-        raise ContinualError(f"--order '{order}' must be given, reversed, random or a comma-separated list of "
-                             f"exactly these tasks: {', '.join(by_name)}")
+        listed = f", {', '.join(named)}" if named else ""
+        raise ContinualError(f"--order '{order}' must be given, reversed, random{listed} or a comma-separated list "
+                             f"of exactly these tasks: {', '.join(by_name)}")
     return [by_name[n] for n in names]
 
 
@@ -226,10 +264,13 @@ def run_one(config: RunConfig) -> Run:
         summary = run_dir.read_summary()
         if summary and summary.get("status") == "completed" and summary.get("config_hash") == run_dir.hash:
             return Run.load(run_dir.path)
-        for probe in probes:  # the probes' text and items; then their columns are known
+        for probe in probes:  # the probes' text and items
             probe.setup(ProbeContext(tokenizer=tokenizer, general_text=config.general_text,
                                      batch_size=config.eval_batch_size, seed=config.seed, stream=stream))
-        check_columns(probes)
+        base_probe = {"after": "base"}
+        for probe in probes:  # the base model's rows; probes that compare with the base keep what they need
+            base_probe.update(probe.calibrate(model))
+        check_columns(probes)  # declared by now (a probe may learn its columns from its first measurement)
         columns = {c.name: c.to_dict(p.name) for p in probes for c in p.columns()}
         resolved = {"model_source": loaded.source, "device": device, "stream": stream.name,
                     "scenario": stream.scenario, "stream_options": stream.options,
@@ -241,9 +282,6 @@ def run_one(config: RunConfig) -> Run:
         run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config),
                                            "resolved": resolved, "versions": versions()})
 
-        base_probe = {"after": "base"}
-        for probe in probes:  # the base model's rows; probes that compare with the base keep what they need
-            base_probe.update(probe.calibrate(model))
         # set-up draws from the global RNG (adapters' initial weights): seeded here, it does not depend on what ran
         # before in this process (an earlier strategy of --strategy a,b; the launcher's process-group start-up)
         torch.manual_seed(config.seed)
@@ -331,7 +369,8 @@ def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: 
     if names == tasks:
         metrics = summarise(R, b)
     else:  # a plan whose stages are not one per task (a pooled reference): transfer and forgetting do not apply
-        metrics = {"acc": float(R[-1].mean()), "bwt": None, "fwt": None, "forgetting": None}
+        acc = float(R[-1].mean())
+        metrics = {"acc": acc, "bwt": None, "fwt": None, "forgetting": None, "op": acc, "bwt_trace": None, "aa": acc}
     probe = run.probe.set_index("after")
     memory, memory_kind = peak_memory_mb(device)
     return {
@@ -343,7 +382,7 @@ def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: 
         "probe_columns": columns,
         "conventions": {**CONVENTIONS, **{c: d["description"] for c, d in columns.items()}},
         "matrix_split": {t.name: t.matrix_split for t in stream.tasks},
-        "matrix_metric": {t.name: "rougeL_f1" if t.kind == "generation" else "accuracy" for t in stream.tasks},
+        "matrix_metric": {t.name: t.scored_by for t in stream.tasks},
         "trainable_parameters": trainable, "total_parameters": total,
         "wall_time_s": time.time() - started, "stage_times_s": times,
         "peak_memory_mb": memory, "peak_memory_kind": memory_kind, "device": device,

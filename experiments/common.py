@@ -88,6 +88,8 @@ def build_parser(stream: str, doc: str, cpu: Size, full: Size) -> argparse.Argum
                    "others run at their default learning rate only")
     p.add_argument("--config", metavar="FILE", help="YAML of further run options for every run (the keys of "
                    "`continual run --config`, e.g. batch_size, device, eval_cap)")
+    p.add_argument("--data-dir", default="", help="the data folder of a stream that reads one (the benchmark "
+                   "streams; default: $CONTINUAL_BENCHMARK_DIR)")
     p.add_argument("--out", default=f"results/{stream}", help=f"results folder (default: results/{stream})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     return p
@@ -122,8 +124,18 @@ def run_experiment(stream: str, args, size: Size) -> int:
     if fixed:
         raise ContinualError(f"--config sets {', '.join(sorted(fixed))}, which the experiment chooses per run; "
                              "use the script's flags instead")
-    tasks = continual.get_stream(stream, seed=0).task_names
-    orders = task_orders(tasks, n_orders)
+    from continual.runner import stream_for
+    if args.data_dir:
+        options["data_dir"] = args.data_dir
+    built = stream_for(RunConfig(**{k: v for k, v in options.items() if k in ("stream_options", "data_dir",
+                                                                                "source")}, stream=stream))
+    if built.orders:  # the papers' named orders (benchmark streams): order k is the k-th of them
+        names = list(built.orders)
+        if not 1 <= n_orders <= len(names):
+            raise ContinualError(f"--orders {n_orders}: {stream} has {len(names)} named orders ({', '.join(names)})")
+        orders, order_names = [built.orders[n] for n in names[:n_orders]], names[:n_orders]
+    else:
+        orders, order_names = task_orders(built.task_names, n_orders), None
     out = Path(args.out)
 
     plan = []
@@ -141,7 +153,9 @@ def run_experiment(stream: str, args, size: Size) -> int:
               flush=True)
         try:
             continual.run(**{**options, "stream": stream, "strategy": strategy, "model": args.model, "seed": seed,
-                             "steps": steps, "lr": lr, "tasks": "" if k == 0 else ",".join(orders[k]),
+                             "steps": steps, "lr": lr,
+                             **({"order": order_names[k]} if order_names else
+                                {"tasks": "" if k == 0 else ",".join(orders[k])}),
                              "out": str(path), "progress": args.progress})
             done.append(path)
         except ContinualError as exc:  # one strategy that cannot run (e.g. DPO without rejected answers) stops

@@ -35,13 +35,17 @@ class AGEMOptions(Options):
     policy: str = option("reservoir", "reservoir, or quota (an equal share per task)", choices=("reservoir", "quota"))
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+
+
 def project(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> tuple[float, bool]:
     """Project ``grads`` in place onto the half-space g . g_ref >= 0 (A-GEM); returns (g . g_ref before, whether it
-    projected). Dot products are accumulated in float64."""
-    dot = sum(float(torch.dot(g.reshape(-1).double(), r.reshape(-1).double())) for g, r in zip(grads, reference))
+    projected). The dot products of each tensor are summed in float64."""
+    dot = sum(_dot(g, r) for g, r in zip(grads, reference))
     if dot >= 0:
         return dot, False
-    norm = sum(float(torch.dot(r.reshape(-1).double(), r.reshape(-1).double())) for r in reference)
+    norm = sum(_dot(r, r) for r in reference)
     if norm == 0:
         return dot, False
     for g, r in zip(grads, reference):
@@ -91,11 +95,8 @@ class AGEM(Strategy):
         step.backward(self.memory_batch())
         reference = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         dot, projected = project(grads, reference)
-        for p, g in zip(params, grads):
-            if p.grad is None:
-                p.grad = g
-            else:
-                p.grad.copy_(g)
+        for p, g in zip(params, grads):  # the (projected) step gradient replaces the reference one
+            p.grad = g
         step.log("agem_projected", float(projected))
         step.log("agem_dot", dot)
         return None

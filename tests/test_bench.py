@@ -91,9 +91,10 @@ def test_training_rows_render_with_ratios():
                             "nonpad_tokens_per_s": 80 / t, "padding_share": 0.2, "vs_plain_tokens": 1.0,
                             "vs_plain_nonpad_tokens": 1.0, "vs_plain_tokens_cpu": 0.5, "step_vs_naive": t / 2.0,
                             "step_cpu_vs_naive": t / 2.0, "peak_memory_mb": 900, "memory_growth_mb": 50,
-                            "memory_kind": "peak RSS"} for s, t in (("plain", 1.0), ("naive", 2.0), ("ewc", 2.2))]}
+                            "memory_kind": "peak RSS", "hook_s": h, "hooks_vs_naive": (2.0 + h) / 2.0}
+                           for s, t, h in (("plain", 1.0, 0.0), ("naive", 2.0, 0.0), ("ewc", 2.2, 0.25))]}
     text = render_markdown(report)
-    assert "| ewc | 2.200 | 4.400 | 45 | 36 | 20% | 1.00 | 1.00 | 0.50 | 1.10 | 1.10 | 900 | 50 |" in text
+    assert "| ewc | 2.200 | 4.400 | 45 | 36 | 20% | 1.00 | 1.00 | 0.50 | 1.10 | 1.10 | 0.250 | 1.12 | 900 | 50 |" in text
 
 
 def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):

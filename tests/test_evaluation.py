@@ -8,7 +8,8 @@ import pytest
 from datasets import Dataset
 
 import continual.evaluation as evaluation
-from continual.generation import generate_greedy, reference_loglik, rouge_l
+from continual.answer_metrics import rougeL_f1 as rouge_l
+from continual.generation import generate_greedy, reference_loglik
 from continual.scoring import CandidateScores
 from continual.streams.build import choice_task, generation_task
 from continual.streams.task import Stream

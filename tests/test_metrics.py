@@ -70,3 +70,10 @@ def test_retention():
     # with 247 items a chance scorer's standard error is ~0.0276: a base of 0.28 is inside the noise, 0.82 is not
     assert math.isnan(retention(0.26, 0.28, 0.25, n_items=247))
     assert retention(0.5, 0.82, 0.25, n_items=247) == pytest.approx(0.25 / 0.57)
+
+
+def test_the_papers_op_bwt_and_aa_are_the_gem_numbers_on_a_hand_matrix():
+    R = np.array([[0.9, 0.1, 0.2], [0.6, 0.8, 0.3], [0.5, 0.7, 0.9]])
+    s = summarise(R, np.zeros(3))
+    assert s["op"] == s["aa"] == s["acc"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)  # TRACE OP, O-LoRA AA
+    assert s["bwt_trace"] == s["bwt"] == pytest.approx(((0.5 - 0.9) + (0.7 - 0.8)) / 2)  # TRACE BWT

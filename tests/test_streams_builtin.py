@@ -24,7 +24,8 @@ def built():
 
 
 def test_every_stream_is_registered_and_built_offline(built):
-    assert set(EXPECTED) | {"facts"} == set(STREAMS)
+    # the benchmark streams read the user's folder (tests/test_streams_benchmarks.py)
+    assert set(EXPECTED) | {"facts", "standard-cl", "long-sequence", "trace"} == set(STREAMS)
     for name, (tasks, scenario) in EXPECTED.items():
         assert built[name].task_names == tasks
         assert built[name].scenario.startswith(scenario)
@@ -133,11 +134,13 @@ def test_list_shows_streams_tasks_sizes_and_sources(capsys, tmp_path, monkeypatc
     assert "answers film/product" in out and "ROUGE-L F1" in out
     assert "hub:     fancyzhx/ag_news" in out and "offline: chatterbot-corpus 1.3.3" in out
     monkeypatch.setenv("CONTINUAL_DATA_DIR", str(tmp_path))  # no VADER archive there
+    monkeypatch.delenv("CONTINUAL_BENCHMARK_DIR", raising=False)
     sources._vader_files.cache_clear()
     try:
         assert main(["list"]) == 0
         out = capsys.readouterr().out
     finally:
         sources._vader_files.cache_clear()
-    assert out.count("offline data unavailable") == 2  # sentiment and topics; mixed needs no VADER data
+    # sentiment and topics lack VADER (mixed needs no VADER data); the benchmark streams say how to get theirs
+    assert out.count("data unavailable: ") == 2 + 3 and out.count("pass --data-dir DIR") == 3
     assert "    - hogwarts:" in out and "    - trivia:" in out and "    - sentiment:movies:" in out

@@ -53,6 +53,9 @@ class ProbeContext:
 class Probe:
     name = "base"
     Config: type = NoOptions
+    # RunConfig fields that stand for options of this probe ({"probe_limit": "limit"}: --probe-limit N is
+    # --probe-option <name>.limit=N), for the few options common enough to deserve a top-level flag
+    flags: dict = {}
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()

@@ -16,7 +16,7 @@ from typing import Callable
 from continual.errors import ContinualError
 from continual.options import NoOptions, Options, build as build_options
 from continual.registry import Registry
-from continual.streams import facts, instructions, mixed, sentiment, topics
+from continual.streams import benchmarks, facts, instructions, mixed, sentiment, topics
 from continual.streams.custom import custom_stream, is_stream_file
 from continual.streams.sources import SOURCES
 from continual.streams.task import Stream, Task
@@ -68,6 +68,21 @@ register_stream("mixed", mixed.build, "one task of each: facts -> sentiment -> t
                 options=mixed.MixedOptions,
                 sources={"offline": "one task of each stream above (offline)",
                          "hub": "one task of each stream above (hub)"})
+
+
+register_stream("standard-cl", benchmarks.build_standard, "the Standard CL Benchmark: dbpedia, amazon, yahoo, "
+                "agnews (orders 1-3)", options=benchmarks.BenchmarkOptions,
+                sources={"offline": "a folder you name (--data-dir): " + benchmarks.GET_DATA.split("(", 1)[-1],
+                         "hub": "fancyzhx/dbpedia_14, community-datasets/yahoo_answers_topics, fancyzhx/ag_news "
+                                "(amazon: no hub copy)"})
+register_stream("long-sequence", benchmarks.build_long, "the Long Sequence benchmark: 15 classification tasks "
+                "(orders 4-6)", options=benchmarks.BenchmarkOptions,
+                sources={"offline": "a folder you name (--data-dir), as standard-cl",
+                         "hub": "as standard-cl, fancyzhx/yelp_review_full, stanfordnlp/imdb, nyu-mll/glue (mnli, "
+                                "qqp, rte, sst2), aps/super_glue (cb, copa, boolq, wic, multirc)"})
+register_stream("trace", benchmarks.build_trace, "TRACE: C-STANCE, FOMC, MeetingBank, Py150, ScienceQA, NumGLUE-cm, "
+                "NumGLUE-ds, 20Minuten", options=benchmarks.BenchmarkOptions,
+                sources={"offline": "a folder you name (--data-dir), as standard-cl"})
 
 
 def stream_spec(name: str) -> StreamSpec | None:

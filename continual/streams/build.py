@@ -154,27 +154,37 @@ def generation_task(name: str, pairs: Dataset, train_size: int, test_size: int, 
 def fit_to_length(stream, tokenizer, max_length: int):
     """Make every training example fit ``max_length`` tokens with its answer: training truncates on the right, so
     a prompt that fills the window would leave no answer token to learn (a NaN loss for a batch of them). Words
-    are dropped from the start of such a prompt (the end holds the question and the answer cue); an answer that is
-    itself longer than the window keeps at least half of it. The number trimmed is recorded in stream.options."""
+    are dropped from the body of such a prompt: its leading lines are kept while they fill at most half the window
+    (a benchmark prompt's instruction and options), and words go from the start of the rest (the end holds the
+    question and the answer cue); an answer that is itself longer than the window keeps at least half of it. The
+    number trimmed is recorded in stream.options."""
     trimmed = 0
+
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
 
     def fit(row):
         nonlocal trimmed
         prompt, completion = row["prompt"], row["completion"]
-        n_answer = len(tokenizer(prompt + completion)["input_ids"]) - len(tokenizer(prompt)["input_ids"])
+        n_answer = n_tokens(prompt + completion) - n_tokens(prompt)
         budget = max(max_length - max(n_answer, 1), max_length // 2)
-        if len(tokenizer(prompt)["input_ids"]) <= budget:
+        if n_tokens(prompt) <= budget:
             return {"prompt": prompt}
-        words = prompt.split(" ")
+        lines = prompt.split("\n")
+        keep = 0  # leading lines kept whole: while they take at most half the budget and leave a body
+        while keep < len(lines) - 1 and n_tokens("\n".join(lines[:keep + 1]) + "\n") <= budget // 2:
+            keep += 1
+        head = "\n".join(lines[:keep]) + "\n" if keep else ""
+        words = "\n".join(lines[keep:]).split(" ")
         lo, hi = 1, len(words) - 1  # the most words to drop; binary search for the fewest that fit
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(tokenizer(" ".join(words[mid:]))["input_ids"]) <= budget:
+            if n_tokens(head + " ".join(words[mid:])) <= budget:
                 hi = mid
             else:
                 lo = mid + 1
         trimmed += 1
-        return {"prompt": " ".join(words[lo:])}
+        return {"prompt": head + " ".join(words[lo:])}
     for task in stream.tasks:
         task.train = task.train.map(fit, load_from_cache_file=False)
     stream.options = {**stream.options, "training_prompts_trimmed_to_fit": trimmed}

@@ -5,7 +5,12 @@ kinds, which decides its evaluation examples:
 
   choice      (prompt, candidates, label): the model's answer is the candidate with the highest log-probability
               after the prompt. ``classes`` lists the task's verbalised labels when the stream is class-incremental.
-  generation  (prompt, reference): the model's greedy continuation is compared with the reference (ROUGE-L F1).
+  generation  (prompt, reference[, source]): the model's greedy continuation is compared with the reference by the
+              task's ``answer_metric`` (ROUGE-L F1 unless the task says otherwise; continual.answer_metrics)
+
+A choice task may also name an ``answer_metric`` (e.g. exact_match): then its greedy answer is generated and scored
+too, as the papers on the LLM continual-learning benchmarks do, and ``matrix_metric`` says which of the two fills
+the accuracy matrix ("logprob": the best candidate by log-probability; "answer": the generated answer's score).
 
 All are ``datasets.Dataset`` objects so that any Hugging Face tooling applies to them.
 """
@@ -26,12 +31,24 @@ class Task:
     description: str = ""
     kind: str = "choice"  # "choice" or "generation"
     classes: list[str] = field(default_factory=list)  # verbalised labels of this task (class-incremental streams)
+    answer_metric: str = ""  # generation: how a greedy answer is scored ("" = rougeL_f1); choice: also generate
+    matrix_metric: str = "logprob"  # choice tasks with an answer_metric: "logprob" or "answer" fills the matrix
+    max_answer_tokens: int = 0  # generated tokens per answer at most (0: the evaluation's own default)
 
     def __post_init__(self):
         if self.matrix_split not in self.eval:
             raise ValueError(f"task {self.name}: matrix split '{self.matrix_split}' is not among {list(self.eval)}")
         if self.kind not in ("choice", "generation"):
             raise ValueError(f"task {self.name}: kind must be 'choice' or 'generation', got '{self.kind}'")
+        if self.matrix_metric not in ("logprob", "answer"):
+            raise ValueError(f"task {self.name}: matrix_metric must be 'logprob' or 'answer'")
+
+    @property
+    def scored_by(self) -> str:
+        """The metric that fills this task's accuracy matrix cells (scores.csv's ``metric``)."""
+        if self.kind == "generation":
+            return self.answer_metric or "rougeL_f1"
+        return self.answer_metric if self.answer_metric and self.matrix_metric == "answer" else "accuracy"
 
     @property
     def answers(self) -> list[str]:
@@ -51,6 +68,7 @@ class Stream:
     scenario: str  # task-, domain- or class-incremental
     description: str = ""
     options: dict = field(default_factory=dict)  # the resolved generation options, recorded in config.yaml
+    orders: dict[str, list[str]] = field(default_factory=dict)  # named task orders (the papers': "1", "2", ...)
 
     @property
     def task_names(self) -> list[str]:
