@@ -160,7 +160,8 @@ def stream_for(config: RunConfig) -> Stream:
     """The stream of a config: built from its source and options, tasks picked by --tasks, then ordered by
     --order."""
     spec = stream_spec(config.stream)
-    own = {k.partition(".")[2]: v for k, v in config.stream_options.items()} if spec is not None else {}
+    stream_options = _fold_flags(config, spec)[0]  # --data-dir, --metric (a resolved config has none left)
+    own = {k.partition(".")[2]: v for k, v in stream_options.items()} if spec is not None else {}
     stream = get_stream(config.stream, seed=config.seed, source=config.source, options=own)
     by_name = {t.name: t for t in stream.tasks}
     if config.tasks:

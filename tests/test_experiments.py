@@ -69,6 +69,25 @@ def test_plan_covers_strategies_rates_orders_and_seeds(tmp_path, monkeypatch, ca
     assert "| naive | 3e-04 | 4 |" in capsys.readouterr().out
 
 
+def test_benchmark_scripts_run_the_papers_named_orders_from_the_data_dir(tmp_path, monkeypatch):
+    from tests.test_streams_benchmarks import write_trace_layout
+    calls = []
+
+    def fake_run(**kw):
+        calls.append(kw)
+        synthetic_run(Path(kw["out"]), kw["strategy"], kw["seed"], kw["lr"], "", kw["steps"])
+    monkeypatch.setattr(continual, "run", fake_run)
+    root = write_trace_layout(tmp_path / "data")
+    script = load_script("standard_cl")
+    code = script.main("standard-cl", script.__doc__, script.CPU, script.FULL,
+                       ["--data-dir", str(root), "--strategies", "naive", "--lr-factors", "1", "--orders", "3",
+                        "--steps", "2", "--model", "tiny", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0
+    assert [c["order"] for c in calls] == ["1", "2", "3"] and {c["data_dir"] for c in calls} == {str(root)}
+    assert script.main("standard-cl", script.__doc__, script.CPU, script.FULL,
+                       ["--data-dir", str(root), "--orders", "4", "--out", str(tmp_path / "o")]) == 2
+
+
 def test_bad_flags_fail_before_any_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(continual, "run", lambda **kw: pytest.fail("no run should start"))
     facts = load_script("facts")

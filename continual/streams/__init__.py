@@ -72,7 +72,9 @@ register_stream("mixed", mixed.build, "one task of each: facts -> sentiment -> t
 
 register_stream("standard-cl", benchmarks.build_standard, "the Standard CL Benchmark: dbpedia, amazon, yahoo, "
                 "agnews (orders 1-3)", options=benchmarks.BenchmarkOptions,
-                sources={"offline": "a folder you name (--data-dir): " + benchmarks.GET_DATA.split("(", 1)[-1],
+                sources={"offline": "a folder you name (--data-dir DIR or $CONTINUAL_BENCHMARK_DIR) in the TRACE "
+                                    "(<task>/{train,eval,test}.json) or O-LoRA (<category>/<task>/...) layout; "
+                                    "nothing ships with continual",
                          "hub": "fancyzhx/dbpedia_14, community-datasets/yahoo_answers_topics, fancyzhx/ag_news "
                                 "(amazon: no hub copy)"})
 register_stream("long-sequence", benchmarks.build_long, "the Long Sequence benchmark: 15 classification tasks "

@@ -79,8 +79,10 @@ class BenchmarkOptions(Options):
     data_dir: str = option("", "folder of the benchmark's tasks (either layout)", shown_default=f"${ENVIRONMENT}")
     tasks: str = option("", "comma-separated tasks to read (the others are not loaded: e.g. a task whose files are "
                         "missing)", shown_default="all of the benchmark's")
-    train_size: int = option(0, "training examples per task, sampled by the seed (0: all)", low=0)
-    test_size: int = option(0, "evaluation examples per task, sampled by the seed (0: all)", low=0)
+    train_size: int = option(0, "training examples per task, sampled by the seed (0: all of a folder's; from the "
+                             "hub, 1,000 per class)", low=0)
+    test_size: int = option(0, "evaluation examples per task, sampled by the seed (0: all of a folder's; from the "
+                            "hub, up to 500 per class)", low=0)
     eval_split: str = option("test", "the split scored: test, or the validation split (eval / dev)",
                              choices=("test", "eval"))
     metric: str = option("exact-match", "what fills the matrix for classification tasks: exact-match (the greedy "
