@@ -36,6 +36,10 @@ class RunConfig(Options):
     metric: str = option("", "what fills the matrix of a benchmark stream's classification tasks: exact-match "
                          "(the greedy answer, as the papers) or logprob (its metric option)",
                          shown_default="the stream's own: exact-match", choices=("", "exact-match", "logprob"))
+    train_size: int | None = option(None, "training examples per task (the stream's train_size option, where it has "
+                                    "one)", low=0, shown_default="the stream's own")
+    test_size: int | None = option(None, "evaluation examples per task (the stream's test_size option)", low=0,
+                                   shown_default="the stream's own")
     stream_options: dict = option(help="stream options as <stream>.<option>=<value>, e.g. facts.camp_size=4 (each "
                                   "stream's options: `continual list`)", default_factory=dict, flag="stream-option")
     tasks: str = option("", "comma-separated task names to train, in this order", shown_default="the stream's "

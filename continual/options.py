@@ -231,7 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
         else:
             choices = f.metadata.get("choices")
             parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
-                                metavar=f.metadata.get("metavar") or ("{" + ",".join(map(str, choices)) + "}"
+                                # "" (the owner's default) is a value, not a choice to show
+                                metavar=f.metadata.get("metavar") or ("{" + ",".join(str(c) for c in choices if c != "")
+                                                                       + "}"
                                                                        if choices else f.name.upper()),
                                 help=f"{text} (default: {default})")
 

@@ -74,12 +74,12 @@ def run(config: RunConfig | None = None, **overrides) -> Run | list[Run]:
 
 
 # Top-level flags that are an option of the run's stream (by option name); probes declare theirs (Probe.flags).
-STREAM_FLAGS = ("data_dir", "metric")
+STREAM_FLAGS = ("data_dir", "metric", "train_size", "test_size")
 
 
 def _fold_flags(config: RunConfig, spec) -> tuple[dict, dict]:
     """(stream options, probe options) with the top-level flags that stand for options (--data-dir, --metric,
-    --probe-limit, ...) folded in as those options; a flag that no part of this run has is refused."""
+    --train-size, --test-size, --probe-limit, ...) folded in as those options; a flag that no part of this run has is refused."""
     from continual.probes import PROBES
     stream_options, probe_options = dict(config.stream_options), dict(config.probe_options)
     for field in STREAM_FLAGS:
@@ -125,7 +125,8 @@ def resolve(config: RunConfig):
     probe_options = {f"{p.name}.{k}": v for p in probes for k, v in p.describe().items()}
     # the flags now live in the options they stand for: one spelling, one hash
     config = dataclasses.replace(config, strategy_options=typed, stream_options=stream_options,
-                                 probe_options=probe_options, data_dir="", metric="", probe_limit=None,
+                                 probe_options=probe_options, data_dir="", metric="", train_size=None,
+                                 test_size=None, probe_limit=None,
                                  probe_include="", lr=config.lr if config.lr is not None else strategy.default_lr)
     return config, strategy, probes
 

@@ -184,11 +184,15 @@ def test_a_long_benchmark_prompt_keeps_its_instruction_and_answer_cue_when_trimm
 def test_the_top_level_flags_are_the_options_they_stand_for(tmp_path):
     from continual.runner import resolve
     root = str(write_trace_layout(tmp_path / "d"))
-    short, _, _ = resolve(RunConfig(stream="standard-cl", data_dir=root, metric="logprob"))
+    short, _, _ = resolve(RunConfig(stream="standard-cl", data_dir=root, metric="logprob", test_size=1))
     spelled, _, _ = resolve(RunConfig(stream="standard-cl", stream_options={"standard-cl.data_dir": root,
-                                                                            "standard-cl.metric": "logprob"}))
+                                                                            "standard-cl.metric": "logprob",
+                                                                            "standard-cl.test_size": 1}))
     assert short == spelled and short.config_hash() == spelled.config_hash()  # one run, however it was spelled
     assert stream_for(short).tasks[0].scored_by == "accuracy"  # logprob fills the matrix
+    assert len(stream_for(short).tasks[0].eval["test"]) == 1
+    sentiment, _, _ = resolve(RunConfig(stream="sentiment", train_size=20))  # any stream with the option
+    assert sentiment.stream_options["sentiment.train_size"] == 20
     for config, message in ((RunConfig(stream="facts", data_dir=root), "--data-dir does not apply to stream 'facts'"),
                             (RunConfig(probe_limit=5), "--probe-limit sets the lm-eval probe, which this run does "
                                                        "not use")):
