@@ -62,7 +62,8 @@ def test_both_layouts_give_the_same_tasks_prompts_and_labels(tmp_path):
         f"{INSTRUCTIONS['TC']}\nOption: World, Sports, Business, Science or Technology \n"
         "Title: Shares\nText: Stocks rose.\nAnswer:")  # the layout of the shared TRACE-format copy
     assert agnews.answers == [" World", " Sports", " Business", " Science or Technology"]
-    assert agnews.train["completion"] == [" World", " Sports"] and agnews.answer_metric == "exact_match"
+    # trained to end its answer: the greedy answer can then be the label alone
+    assert agnews.train["completion"] == [" World\n", " Sports\n"] and agnews.answer_metric == "exact_match"
     assert agnews.scored_by == "exact_match"  # the papers' metric fills the matrix by default
 
 

@@ -89,7 +89,7 @@ def test_standard_cl_from_the_hub_reads_as_the_folder_copies(fake_hub):
     labels = HUB_TASKS["dbpedia"].labels
     assert prompt == olora_prompt("TC", f"Title: train title {i}\nText:  train content {i}.", labels)
     assert prompt.startswith(INSTRUCTIONS["TC"] + "\nOption: Company, Educational Institution, Artist,")
-    assert answer == " " + labels[i % 14]  # dbpedia_14's label index is the copies' label order
+    assert answer == " " + labels[i % 14] + "\n"  # dbpedia_14's label index is the copies' label order
     yahoo_prompt = stream.tasks[1].eval["test"]["prompt"][0]
     assert "\nTitle: test question" in yahoo_prompt and "?\nQuestion: details" in yahoo_prompt
     assert yahoo_prompt.endswith("\nAnswer:") and len(stream.tasks[1].eval["test"]) == 4
@@ -103,15 +103,15 @@ def test_label_encodings_differ_from_the_option_order_and_are_mapped(fake_hub):
     by_name = {t.name: t for t in stream.tasks}
     for prompt, completion in zip(by_name["MNLI"].train["prompt"], by_name["MNLI"].train["completion"]):
         i = int(prompt.split("train p ")[1].split("\n")[0])
-        assert completion == " " + {0: "entailment", 1: "neutral", 2: "contradiction"}[i % 3]
+        assert completion == " " + {0: "entailment", 1: "neutral", 2: "contradiction"}[i % 3] + "\n"
         assert prompt.startswith(INSTRUCTIONS["NLI"] + "\nOption: neutral, entailment, contradiction \n")
     for prompt, completion in zip(by_name["RTE"].train["prompt"], by_name["RTE"].train["completion"]):
         i = int(prompt.split("train a ")[1].split("\n")[0])
-        assert completion == (" entailment" if i % 2 == 0 else " contradiction")  # GLUE's 1 is not_entailment
+        assert completion == (" entailment\n" if i % 2 == 0 else " contradiction\n")  # GLUE's 1: not_entailment
     imdb = by_name["IMDB"]
     assert imdb.answers == [" Good", " Bad"]
     for prompt, completion in zip(imdb.train["prompt"], imdb.train["completion"]):
-        assert completion == (" Good" if int(prompt.split("film ")[1].split("\n")[0]) % 2 else " Bad")
+        assert completion == (" Good\n" if int(prompt.split("film ")[1].split("\n")[0]) % 2 else " Bad\n")
     copa = by_name["COPA"].eval["test"]["prompt"][0]  # COPA has no instruction: its example is the question
     assert copa.startswith("Which sentence is the ") and " Choose one between A and B.\nA: one " in copa
     assert copa.endswith("\nAnswer:") and "Option:" not in copa

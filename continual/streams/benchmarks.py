@@ -202,7 +202,10 @@ def benchmark_task(root: Path | None, name: str, stream: str, options: Benchmark
         index = {x.strip(): i for i, x in enumerate(labels)}
         return Task(name=name, kind="choice", matrix_split="test", classes=[],
                     train=Dataset.from_dict({"prompt": [r["prompt"] for r in train],
-                                             "completion": [" " + r["answer"].strip() for r in train]}),
+                                             # the label, then the line's end: trained to stop, the
+                                             # greedy answer is the label alone (the papers train on label + EOS);
+                                             # without it the model learns no end and goes on listing options
+                                             "completion": [" " + r["answer"].strip() + "\n" for r in train]}),
                     eval={"test": Dataset.from_dict({"prompt": [r["prompt"] for r in test],
                                                      "candidates": [candidates] * len(test),
                                                      "label": [index[r["answer"].strip()] for r in test]})},
