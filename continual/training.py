@@ -21,7 +21,7 @@ from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, T
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from continual import distributed
-from continual.errors import TrainingDiverged
+from continual.errors import ContinualError, TrainingDiverged
 from continual.scoring import split_continuation
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,27 @@ IGNORE = -100
 
 
 def tokenize_completions(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
-    """Add input_ids and labels (prompt masked) to a (prompt, completion) dataset; truncate to max_length."""
+    """Add input_ids and labels (prompt masked) to a (prompt, completion) dataset; truncate to max_length.
+
+    An example whose answer starts at or after token ``max_length`` keeps no answer token: it is dropped (a loss over
+    zero tokens is 0/0, or a zero contribution to a mean), with a warning giving the count; the caller sees it as
+    len(dataset) - len(result). If every example is dropped that is a ContinualError (raise --max-length)."""
     def encode(row):
         ctx, cont = split_continuation(tokenizer, row["prompt"], row["completion"])
         ids = (ctx + cont)[:max_length]
         labels = ([IGNORE] * len(ctx) + cont)[:max_length]
         return {"input_ids": ids, "labels": labels}
-    return dataset.map(encode, remove_columns=dataset.column_names, desc="tokenizing", load_from_cache_file=False)
+    encoded = dataset.map(encode, remove_columns=dataset.column_names, desc="tokenizing", load_from_cache_file=False)
+    kept = [i for i, labels in enumerate(encoded["labels"]) if any(t != IGNORE for t in labels)] if len(encoded) else []
+    dropped = len(encoded) - len(kept)
+    if dropped and not kept:
+        raise ContinualError(f"all {dropped} examples keep no answer token within max_length {max_length} (their "
+                             "prompts are as long or longer): raise --max-length")
+    if dropped:
+        log.warning("%d of %d examples keep no answer token within max_length %d: dropped", dropped, len(encoded),
+                    max_length)
+        encoded = encoded.select(kept)
+    return encoded
 
 
 @dataclass
@@ -238,6 +252,10 @@ class LossRecorder(TrainerCallback):
         if not math.isfinite(row["loss"]):
             raise TrainingDiverged(f"stage '{self.stage}', step {state.global_step}, strategy '{self.strategy}': "
                                    f"the loss became {row['loss']}; lower the learning rate or check the data")
+        if not math.isfinite(row.get("grad_norm", 0.0)):  # clipping an infinite norm leaves NaN weights behind
+            raise TrainingDiverged(f"stage '{self.stage}', step {state.global_step}, strategy '{self.strategy}': "
+                                   f"the gradient norm became {row['grad_norm']}; lower the learning rate or the "
+                                   "strategy's penalty weight")
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """Online EWC (Kirkpatrick et al. 2017; online form of Schwarz et al. 2018) for causal LMs with dict batches.
 
 After each stage, the diagonal empirical Fisher of the task is estimated from the task's training data: the squared
-gradient of the answer-token loss, one example at a time by default (``fisher_batch_size`` > 1 squares micro-batch
-gradients instead: cheaper, and a smaller estimate). It is folded into a running Fisher, F <- gamma * F + F_task,
-and the weights are kept as the anchor. Every later step adds
+gradient of the answer's log-likelihood, sum_t log p(y_t | x, y_<t) over its answer tokens (Kirkpatrick et al.'s
+quantity; the gradient of the mean token loss would give 1/T^2 of it for a T-token answer), one example at a time
+by default (``fisher_batch_size`` > 1 squares the gradient of the mean over a micro-batch's examples instead:
+cheaper, and a smaller estimate). Examples are truncated to the run's ``max_length`` (the tokens training saw);
+one with no answer token left is skipped and counted (``fisher_log``, RUN/strategy/ewc_fisher.csv), never averaged
+in as a zero. It is folded into a running Fisher, F <- gamma * F + F_task, and the weights are kept as the anchor.
+Every later step adds
 
     (lambda / 2) * sum_i F_i (theta_i - anchor_i)^2
 
@@ -19,6 +23,7 @@ of the float additions, for 1/N of the backward passes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -26,31 +31,69 @@ from accelerate.utils import extract_model_from_parallel
 
 from continual import distributed
 from continual.options import Options, option
-from continual.training import CompletionCollator, tokenize_completions
+from continual.training import IGNORE, CompletionCollator, tokenize_completions
 from strategies.base import Strategy, trainable_parameters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class EWCOptions(Options):
-    lam: float = option(1e3, "penalty weight lambda", low=0)
+    # lambda's defaults were 1000 for the Fisher of the mean token loss; the log-likelihood's Fisher is T^2 times
+    # that for a T-token answer: 1000 / 4 for the built-in streams' 2-token answers (" enemy." is 2 tokens; measured
+    # Fisher-mass ratio 4.0 on facts), and 1000 / ~450 for general text (completions of 14.5 words on average,
+    # E[words^2] = 269, ~1.3 SmolLM2 tokens a word; the tiny tokenizer's 2.9 tokens a word measured a ratio of 1711)
+    lam: float = option(250.0, "penalty weight lambda (on the Fisher of the answer's log-likelihood)", low=0)
     gamma: float = option(1.0, "decay of the running Fisher at each new stage (online EWC)", low=0, high=1)
     fisher_batch_size: int = option(1, "examples per squared gradient: 1 = per-example empirical Fisher", low=1)
     fisher_samples: int = option(0, "examples used for the Fisher (0 = all)", low=0)
     general: bool = option(False, "also anchor the original weights with a Fisher on general text")
-    general_lambda: float = option(1e3, "penalty weight for the general-text anchor", low=0)
+    general_lambda: float = option(2.0, "penalty weight for the general-text anchor (log-likelihood Fisher of "
+                                   "~20-token passages)", low=0)
     general_samples: int = option(64, "general-text passages for that Fisher", low=1)
 
 
-def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: int = 64,
+FISHER_CONVENTION = ("diagonal empirical Fisher of the answer's log-likelihood: per trainable parameter, the mean "
+                     "over (micro-)batches of the squared gradient of sum_t log p(answer token t | prompt, earlier "
+                     "answer tokens), summed over the answer's tokens (Kirkpatrick et al. 2017), not of the mean "
+                     "token loss (which is 1/T^2 of it for a T-token answer); a micro-batch of B > 1 squares the "
+                     "gradient of the mean over its examples of that sum; examples with no answer token within the "
+                     "run's max_length are skipped and counted")
+
+
+def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, *, max_length: int,
                     samples: int = 0) -> dict[str, torch.Tensor]:
-    """Mean over (micro-)batches of the squared gradient of the mean answer-token loss, per trainable parameter.
+    """The diagonal empirical Fisher (``fisher_estimate``'s first value)."""
+    return fisher_estimate(model, dataset, tokenizer, batch_size, max_length=max_length, samples=samples)[0]
+
+
+def answer_log_likelihood(model, batch: dict) -> torch.Tensor:
+    """Per example of a padded completion batch: sum over its answer tokens (labels != -100) of log p(token |
+    everything before it)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE
+    logp = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logp * mask).sum(-1)
+
+
+def fisher_estimate(model, dataset, tokenizer, batch_size: int = 1, *, max_length: int,
+                    samples: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
+    """(Fisher, counts). Fisher: per trainable parameter, F = (1/M) sum_m g_m^2 over the M (micro-)batches, g_m the
+    gradient of the mean over the micro-batch's examples of the answer's log-likelihood sum_t log p(y_t | x, y_<t)
+    (one example per micro-batch by default: the per-example empirical Fisher of Kirkpatrick et al. 2017).
+    ``max_length`` is the run's training length (the tokens the model was trained on): an example whose answer lies
+    wholly beyond it keeps no answer token and is skipped, never counted in M. Counts: {"examples": offered,
+    "skipped_no_answer_token": skipped, "used": examples in the mean, "max_length": max_length}.
 
     Data-parallel: each process takes every N-th micro-batch and the squared-gradient sums are added up across the
     processes (all-reduce), then divided by the total number of micro-batches: the mean over all of them."""
     params = trainable_parameters(model)
     if samples:
         dataset = dataset.select(range(min(samples, len(dataset))))
-    encoded = tokenize_completions(dataset, tokenizer, max_length)
+    encoded = tokenize_completions(dataset, tokenizer, max_length)  # drops examples with no answer token left
+    counts = {"examples": len(dataset), "skipped_no_answer_token": len(dataset) - len(encoded), "used": len(encoded),
+              "max_length": max_length}
     collate = CompletionCollator(tokenizer.pad_token_id)
     device = next(model.parameters()).device
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
@@ -61,8 +104,7 @@ def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: 
         for start in distributed.shard(starts):
             batch = collate([encoded[i] for i in range(start, min(start + batch_size, len(encoded)))])
             model.zero_grad(set_to_none=True)
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-            loss.backward()
+            answer_log_likelihood(model, {k: v.to(device) for k, v in batch.items()}).mean().backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach().float() ** 2
@@ -70,7 +112,7 @@ def diagonal_fisher(model, dataset, tokenizer, batch_size: int = 1, max_length: 
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     distributed.all_reduce_sum(fisher)
-    return {n: f / max(len(starts), 1) for n, f in fisher.items()}
+    return {n: f / max(len(starts), 1) for n, f in fisher.items()}, counts
 
 
 @torch.no_grad()
@@ -116,21 +158,35 @@ class EWC(Strategy):
         self.general_fisher: dict[str, torch.Tensor] = {}
         self.general_anchor: dict[str, torch.Tensor] = {}
         self.scratch: dict = {}  # work buffers of the closed-form gradient (not state: rebuilt on demand)
+        self.fisher_log: list[dict] = []  # per Fisher estimate: examples offered, skipped (no answer token), used
 
     def before_stage(self, model, ctx):
         if self.config.general and not self.general_fisher and ctx.index == 0:
             from continual.probes.general_text import general_examples
             data = general_examples(ctx.general_source, self.config.general_samples, seed=ctx.seed)
-            self.general_fisher = diagonal_fisher(model, data, ctx.tokenizer, self.config.fisher_batch_size,
-                                                  max_length=ctx.max_length)
+            self.general_fisher, counts = fisher_estimate(model, data, ctx.tokenizer, self.config.fisher_batch_size,
+                                                          max_length=ctx.max_length)
+            self._record("general text (original model)", counts, ctx)
             self.general_anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
 
     def after_stage(self, model, ctx):
-        task_fisher = diagonal_fisher(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
-                                      max_length=ctx.max_length, samples=self.config.fisher_samples)
+        task_fisher, counts = fisher_estimate(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
+                                              max_length=ctx.max_length, samples=self.config.fisher_samples)
+        self._record(ctx.task.name, counts, ctx)
         for n, f in task_fisher.items():
             self.fisher[n] = self.config.gamma * self.fisher[n] + f if n in self.fisher else f
         self.anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+
+    def _record(self, data: str, counts: dict, ctx) -> None:
+        """Keep (state) and write (RUN/strategy/ewc_fisher.csv) what each Fisher was estimated from: examples
+        offered, skipped for having no answer token within max_length, used in the mean, and the convention."""
+        if counts["skipped_no_answer_token"]:
+            log.warning("EWC Fisher on %s: %d of %d examples skipped (no answer token within max_length %d)", data,
+                        counts["skipped_no_answer_token"], counts["examples"], counts["max_length"])
+        self.fisher_log.append({"stage": ctx.index, "data": data, **counts, "convention": FISHER_CONVENTION})
+        if ctx.save is not None:
+            import pandas as pd
+            ctx.save("ewc_fisher.csv", pd.DataFrame(self.fisher_log))
 
     def penalty(self, model, fisher, anchor) -> torch.Tensor:
         """The penalty's sum through autograd: the definition (tests compare the closed form with it)."""
@@ -155,7 +211,7 @@ class EWC(Strategy):
 
     def state_dict(self):
         return {"fisher": self.fisher, "anchor": self.anchor, "general_fisher": self.general_fisher,
-                "general_anchor": self.general_anchor}
+                "general_anchor": self.general_anchor, "fisher_log": self.fisher_log}
 
     def load_state_dict(self, state, model):
         for key, value in state.items():

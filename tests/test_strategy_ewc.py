@@ -3,7 +3,7 @@ import torch
 from datasets import Dataset
 
 from continual.scoring import split_continuation
-from strategies.ewc import EWC, EWCOptions, diagonal_fisher, penalty_gradient_
+from strategies.ewc import EWC, EWCOptions, diagonal_fisher, fisher_estimate, penalty_gradient_
 from tests.conftest import StageRunner
 
 DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda is Luke Skywalker's",
@@ -12,13 +12,13 @@ DATA = Dataset.from_dict({"prompt": ["Harry Potter is Lord Voldemort's", "Yoda i
 
 def test_fisher_equals_the_mean_squared_per_example_gradient(tiny):
     model, tok = tiny.model, tiny.tokenizer
-    fisher = diagonal_fisher(model, DATA, tok, batch_size=1)
+    fisher = diagonal_fisher(model, DATA, tok, batch_size=1, max_length=64)
     params = dict(model.named_parameters())
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
     for prompt, completion in zip(DATA["prompt"], DATA["completion"]):
         ctx, cont = split_continuation(tok, prompt, completion)
         logp = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
-        loss = -torch.stack([logp[len(ctx) + i - 1, t] for i, t in enumerate(cont)]).mean()
+        loss = -torch.stack([logp[len(ctx) + i - 1, t] for i, t in enumerate(cont)]).sum()  # the log-likelihood
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         for (n, _), g in zip(params.items(), grads):
             if g is not None:
@@ -87,7 +87,8 @@ def test_online_fisher_decays_and_the_penalty_pulls_training_towards_the_anchor(
     first = {n: f.clone() for n, f in runner.strategy.fisher.items()}
     anchor0 = {n: a.clone() for n, a in runner.strategy.anchor.items()}
     runner.stage(1)
-    task1 = diagonal_fisher(runner.model, runner.stream.tasks[1].train, runner.tokenizer, samples=4)
+    task1 = diagonal_fisher(runner.model, runner.stream.tasks[1].train, runner.tokenizer, samples=4,
+                            max_length=runner.config.max_length)
     for n in first:
         torch.testing.assert_close(runner.strategy.fisher[n], 0.5 * first[n] + task1[n], rtol=1e-4, atol=1e-12)
     assert any(not torch.equal(anchor0[n], a) for n, a in runner.strategy.anchor.items())  # re-anchored
@@ -113,3 +114,97 @@ def test_general_anchor_protects_the_original_weights_from_the_first_stage():
     assert sum(float(f.sum()) for f in ewc.general_fisher.values()) > 0
     assert "ewc_general_penalty" in rows[-1] and rows[-1]["ewc_general_penalty"] > 0
     assert "ewc_penalty" not in rows[0]  # no task Fisher exists during the first stage
+
+
+# a 42-token prompt and two shorter ones, each with a 42-token answer (the tiny tokenizer), and a 2-token answer
+LONG = Dataset.from_dict({
+    "prompt": ["In the old tales told by the river, the wizard was known to all as",
+               "Harry Potter is Lord Voldemort's", "Gimli is Sauron's"],
+    "completion": [" the grey wanderer who never stayed long in any town of men or elves"] * 2 + [" enemy."]})
+
+
+def _hand_fisher(model, tok, data, max_length):
+    """Per parameter: mean over the examples that keep an answer token of (d/d theta sum_t log p(y_t | ...))^2,
+    each example truncated to max_length tokens, computed directly with autograd."""
+    params = dict(model.named_parameters())
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    used = 0
+    for prompt, completion in zip(data["prompt"], data["completion"]):
+        ctx, cont = split_continuation(tok, prompt, completion)
+        ids = (ctx + cont)[:max_length]
+        answer = range(len(ctx), len(ids))  # positions of the answer tokens left after truncation
+        if not answer:
+            continue
+        logp = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        loglik = torch.stack([logp[i - 1, ids[i]] for i in answer]).sum()
+        for (n, _), g in zip(params.items(), torch.autograd.grad(loglik, list(params.values()), allow_unused=True)):
+            if g is not None:
+                total[n] += g ** 2
+        used += 1
+    return {n: t / used for n, t in total.items()}, used
+
+
+@pytest.mark.parametrize("max_length, used, answer_tokens", [(32, 2, [16, 2]), (64, 3, [22, 42, 2]),
+                                                             (128, 3, [42, 42, 2])])
+def test_fisher_at_the_runs_max_length_is_the_log_likelihoods(tiny, max_length, used, answer_tokens):
+    """At 32 tokens the 42-token prompt keeps no answer token (skipped, counted); at 64 it keeps 22 of 42; at 128
+    all. The Fisher equals the hand computation over exactly the examples and tokens that remain."""
+    model, tok = tiny.model, tiny.tokenizer
+    kept = [min(len(c), max(0, max_length - len(p))) for p, c in
+            (split_continuation(tok, p, c) for p, c in zip(LONG["prompt"], LONG["completion"]))]
+    assert [k for k in kept if k] == answer_tokens  # the premise: what truncation leaves of each answer
+    fisher, counts = fisher_estimate(model, LONG, tok, max_length=max_length)
+    assert counts == {"examples": 3, "skipped_no_answer_token": 3 - used, "used": used, "max_length": max_length}
+    expected, n = _hand_fisher(model, tok, LONG, max_length)
+    assert n == used
+    for name in expected:
+        torch.testing.assert_close(fisher[name], expected[name], rtol=1e-4, atol=1e-10)
+        assert torch.isfinite(fisher[name]).all()
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+
+
+def test_fisher_of_the_sum_is_t_squared_times_that_of_the_mean_token_loss(tiny):
+    """The convention, measured: for one example the squared gradient of the sum over its T answer tokens is T^2
+    times that of their mean (here T = 42)."""
+    model, tok = tiny.model, tiny.tokenizer
+    one = LONG.select([1])
+    fisher = diagonal_fisher(model, one, tok, max_length=128)
+    ctx, cont = split_continuation(tok, one["prompt"][0], one["completion"][0])
+    model.zero_grad(set_to_none=True)
+    ids = torch.tensor([ctx + cont])
+    labels = torch.tensor([[-100] * len(ctx) + cont])
+    model(input_ids=ids, labels=labels).loss.backward()  # the mean answer-token loss
+    name = "model.embed_tokens.weight"
+    mean_sq = dict(model.named_parameters())[name].grad ** 2
+    model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(fisher[name], len(cont) ** 2 * mean_sq, rtol=1e-3, atol=1e-9)
+
+
+def test_ewc_records_skipped_examples_in_its_state_and_file(tiny):
+    """An example with no answer token within the run's max_length is never in the Fisher's mean: the strategy
+    logs how many were offered, skipped and used, in its state and in RUN/strategy/ewc_fisher.csv."""
+    from types import SimpleNamespace
+
+    from strategies.base import StageContext
+    saved = {}
+    task = SimpleNamespace(name="long", train=LONG)
+    ctx = StageContext(index=0, task=task, stream=None, tokenizer=tiny.tokenizer, device="cpu", seed=0, batch_size=2,
+                       general_source="offline", max_length=32, save=lambda name, frame: saved.update({name: frame}))
+    ewc = EWC()
+    ewc.after_stage(tiny.model, ctx)
+    row = ewc.fisher_log[0]
+    assert (row["stage"], row["data"], row["examples"], row["skipped_no_answer_token"], row["used"],
+            row["max_length"]) == (0, "long", 3, 1, 2, 32)
+    assert "log-likelihood" in row["convention"]
+    frame = saved["ewc_fisher.csv"]
+    assert frame.loc[0, "skipped_no_answer_token"] == 1 and frame.loc[0, "used"] == 2
+    assert ewc.state_dict()["fisher_log"] == ewc.fisher_log
+    expected, _ = _hand_fisher(tiny.model, tiny.tokenizer, LONG, 32)
+    for name in expected:
+        torch.testing.assert_close(ewc.fisher[name], expected[name], rtol=1e-4, atol=1e-10)
+
+
+def test_a_fisher_with_no_answer_token_anywhere_refuses(tiny):
+    from continual.errors import ContinualError
+    with pytest.raises(ContinualError, match="keep no answer token within max_length 8"):
+        fisher_estimate(tiny.model, LONG.select([0]), tiny.tokenizer, max_length=8)

@@ -28,8 +28,8 @@ def test_loss_falls_on_the_completion_only(tiny):
         ctx, cont = split_continuation(tok, prompt, completion)
         assert row["input_ids"] == ctx + cont
         assert row["labels"] == [IGNORE] * len(ctx) + cont
-    short = tokenize_completions(DATA, tok, max_length=5)
-    assert all(len(r["input_ids"]) == len(r["labels"]) == 5 for r in short)
+    short = tokenize_completions(DATA, tok, max_length=13)  # 16- and 12-token prompts: only the second keeps
+    assert [len(r["input_ids"]) for r in short] == [13] and short[0]["labels"][-1] != IGNORE  # an answer token
 
 
 def test_collator_pads_and_masks():
