@@ -6,8 +6,12 @@
 
 Runs are grouped by everything in their config except the seed and the task order, so several seeds (and task
 orders) of one strategy at one learning rate form one row: the mean, the half-width of the Student-t 95% interval
-(t_{0.975, n-1} * s / sqrt(n), s the sample standard deviation; none for one run) and n. A ``base`` row holds the
-model before any training, read from the runs' base rows (one per distinct seed).
+(t_{0.975, n-1} * s / sqrt(n), s the sample standard deviation; none for one run) and n. Only permutations of one
+task SET pool: ``--tasks`` picks tasks as well as ordering them, so the set of tasks a run trained (sorted) is part
+of its row's key (``task_set``) and a 2-task subset never shares a row with the full stream. ``n`` is the runs in
+the row; ``<metric>_n`` the runs where that metric is defined (non-null, finite), which is the n of its mean and
+interval. A ``base`` row holds the model before any training, read from the runs' base rows (one per distinct seed
+and task set).
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ COST_METRICS = {
     "wall_s": ("wall time of the whole run, seconds", False),
     "memory_mb": ("peak memory, MB (CUDA: max allocated; CPU: process peak RSS)", False),
 }
-# Fields of a run's config that do not make it a different experiment: replicates of one row.
-REPLICATE_FIELDS = ("seed", "tasks", "order")
+# Fields of a run's config that do not make it a different experiment: replicates of one row. ``tasks`` is not one
+# of them but is replaced in the key by the (sorted) set of tasks the run trained: its order is a replicate field,
+# its choice of tasks is not.
+REPLICATE_FIELDS = ("seed", "order")
+TASK_FIELDS = ("tasks",)  # replaced in the key by task_set(run): the set decides the row, the order does not
 # Fields that decide the base model's scores (the base row is shared by every strategy trained from it).
 BASE_FIELDS = ("stream", "source", "stream_options", "model", "chat_template", "eval_cap", "max_length",
                "general_text", "probe", "probe_options")
@@ -157,13 +164,19 @@ def base_metrics(run: Run, probe_columns) -> dict:
     return row
 
 
+def task_set(run: Run) -> str:
+    """The tasks a run trained, as a set: sorted names joined by commas (its order is a replicate, not a key)."""
+    return ",".join(sorted(run.tasks))
+
+
 def _keys(runs: list[Run]) -> list[dict]:
     """What makes each run's row: its config minus output/display options, the seed and the task order. A run's
     config holds every option of its strategy (defaults too); ``strategy_options`` keeps only those that differ
     between runs of the same strategy (a ratio of 0.5 vs 0.25), so rows of different strategies read cleanly."""
     keys = []
     for run in runs:
-        key = {k: v for k, v in run.config.items() if k not in NOT_HASHED + REPLICATE_FIELDS}
+        key = {k: v for k, v in run.config.items() if k not in NOT_HASHED + REPLICATE_FIELDS + TASK_FIELDS}
+        key["task_set"] = task_set(run)
         keys.append({k: format_lr(v) if k == "lr" else v for k, v in key.items()})
     options = [dict(k.get("strategy_options") or {}) for k in keys]
     for key, own in zip(keys, options):
@@ -199,7 +212,8 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     """One row per (strategy, learning rate, other settings) group over seeds and task orders.
 
     Columns: the settings that differ between groups (always ``strategy``), ``n`` (runs), and for every metric its
-    mean and ``<metric>_ci95`` (the Student-t 95% half-width; NaN with one run). A ``base`` row comes first.
+    mean, ``<metric>_ci95`` (the Student-t 95% half-width; NaN with one run) and ``<metric>_n`` (the runs where it
+    is defined: the mean's n). A ``base`` row comes first.
     """
     runs = runs_or_paths if runs_or_paths and isinstance(runs_or_paths[0], Run) else find_runs(runs_or_paths)
     notes = metric_notes(runs)
@@ -207,10 +221,10 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     records = [{**key, **run_metrics(r, probes)} for key, r in zip(_keys(runs), runs)]
     references = {r.summary["strategy"] for r in runs if r.summary.get("reference")}
     bases = {}
-    for r in runs:  # one base row per distinct (base settings, seed): every strategy of a seed shares it
-        ident = tuple(str(r.config.get(k)) for k in BASE_FIELDS + ("seed",))
-        bases.setdefault(ident, {**{k: str(r.config.get(k)) for k in BASE_FIELDS}, "strategy": BASE_LABEL,
-                                 **base_metrics(r, probes)})
+    for r in runs:  # one base row per distinct (base settings, task set, seed): every strategy of a seed shares it
+        ident = tuple(str(r.config.get(k)) for k in BASE_FIELDS + ("seed",)) + (task_set(r),)
+        bases.setdefault(ident, {**{k: str(r.config.get(k)) for k in BASE_FIELDS}, "task_set": task_set(r),
+                                 "strategy": BASE_LABEL, **base_metrics(r, probes)})
     frame = pd.DataFrame(list(bases.values()) + records)
     metric_cols = [c for c in frame.columns if c in notes or c.startswith("acc_")]
     ordered = [m for m in notes if m in metric_cols] + sorted(c for c in metric_cols if c.startswith("acc_"))
@@ -221,8 +235,8 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
         row = dict(zip(key_cols, key))
         row["n"] = len(group)
         for m in ordered:
-            mean, half, _ = mean_interval(group[m].tolist())
-            row[m], row[f"{m}_ci95"] = mean, half
+            mean, half, n = mean_interval(group[m].tolist())
+            row[m], row[f"{m}_ci95"], row[f"{m}_n"] = mean, half, n
         rows.append(row)
     table = pd.DataFrame(rows)
     trained = table[table["strategy"] != BASE_LABEL]
@@ -232,7 +246,7 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     table["_rank"] = [_strategy_rank(s, s in references) for s in table["strategy"]]
     table["_lr"] = pd.to_numeric(table["lr"], errors="coerce").fillna(0.0)
     table = table.sort_values(["_rank", "_lr"], kind="stable")
-    table = table[shown + ["n"] + [c for m in ordered for c in (m, f"{m}_ci95")]].reset_index(drop=True)
+    table = table[shown + ["n"] + [c for m in ordered for c in (m, f"{m}_ci95", f"{m}_n")]].reset_index(drop=True)
     table.attrs["constant"] = {c: trained[c].iloc[0] for c in key_cols
                                if c not in shown and len(trained) and trained[c].nunique() == 1 and trained[c].iloc[0]}
     table.attrs["metrics"] = {m: notes[m] for m in ordered if m in notes}
@@ -259,11 +273,15 @@ def _cell(metric: str, mean: float, half: float, minus: str = "−", pm: str = "
 def formatted(table: pd.DataFrame, minus: str = "−", pm: str = " ± ") -> pd.DataFrame:
     """Display form: one column per metric holding 'mean ± half-width' (or just the mean with one run)."""
     metrics = [c for c in table.columns if f"{c}_ci95" in table.columns]
-    keys = [c for c in table.columns if c not in metrics and not c.endswith("_ci95")]
+    counts = {f"{m}_n" for m in metrics}
+    keys = [c for c in table.columns if c not in metrics and not c.endswith("_ci95") and c not in counts]
     out = table[keys].copy()
     for m in metrics:
         digits = table.attrs.get("metrics", {}).get(m, ("", None, 3))[2]
-        out[m] = [_cell(m, v, h, minus, pm, digits) for v, h in zip(table[m], table[f"{m}_ci95"])]
+        cells = [_cell(m, v, h, minus, pm, digits) for v, h in zip(table[m], table[f"{m}_ci95"])]
+        if f"{m}_n" in table.columns:  # a metric defined in fewer runs than the row holds says so
+            cells = [c + f" (n={int(k)})" if 0 < k < n else c for c, k, n in zip(cells, table[f"{m}_n"], table["n"])]
+        out[m] = cells
     return out
 
 
@@ -271,8 +289,9 @@ def conventions_text(table: pd.DataFrame) -> list[str]:
     lines = ["R[i,j] = score on task j after stage i; b[j] = the base model's score; the base row is the model "
              "before any stage.",
              "Cells: mean over the n runs (seeds x task orders) ± half-width of the Student-t 95% interval "
-             "(t_{0.975,n-1}·s/√n); no interval when n = 1. n/a: undefined (a reference has one stage; base was not "
-             "trained)."]
+             "(t_{0.975,n-1}·s/√n); no interval when n = 1. n is the row's runs; a cell marked (n=k) is defined in "
+             "only k of them, and its mean and interval are over those k. Rows pool only task orders of one task set "
+             "(task_set). n/a: undefined (a reference has one stage; base was not trained)."]
     metrics = table.attrs.get("metrics", {})
     for m in table.columns:
         if m in metrics:

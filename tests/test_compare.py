@@ -160,3 +160,42 @@ def test_compare_command_prints_and_writes(results, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("continual: error:")
+
+
+def test_rows_pool_task_orders_of_one_task_set_only(tmp_path):
+    """--tasks picks tasks as well as ordering them: a permutation of the full stream pools with it, a 2-task subset
+    is a row of its own (with its own base row), never mixed into the full stream's mean."""
+    full = [synthetic_run(tmp_path / f"full{s}", "naive", s) for s in range(2)]
+    permuted = synthetic_run(tmp_path / "permuted", "naive", 2, tasks="galaxy,middle-earth,hogwarts")
+    subset = [synthetic_run(tmp_path / f"subset{s}", "naive", s, tasks="hogwarts,galaxy") for s in range(2)]
+    table = compare_table([tmp_path])
+    trained = table[table["strategy"] == "naive"].set_index("task_set")
+    assert sorted(trained.index) == ["galaxy,hogwarts", "galaxy,hogwarts,middle-earth"]
+    whole = trained.loc["galaxy,hogwarts,middle-earth"]
+    accs = [json.loads((p / "summary.json").read_text())["acc"] for p in full + [permuted]]
+    assert whole["n"] == 3 and whole["acc_n"] == 3 and whole["acc"] == pytest.approx(np.mean(accs), abs=1e-12)
+    part = trained.loc["galaxy,hogwarts"]
+    sub_accs = [json.loads((p / "summary.json").read_text())["acc"] for p in subset]
+    assert part["n"] == 2 and part["acc"] == pytest.approx(np.mean(sub_accs), abs=1e-12)
+    assert part["acc_ci95"] == pytest.approx(12.706205 * np.std(sub_accs, ddof=1) / math.sqrt(2), rel=1e-5)
+    bases = table[table["strategy"] == "base"].set_index("task_set")
+    assert bases.loc["galaxy,hogwarts", "n"] == 2 and bases.loc["galaxy,hogwarts,middle-earth", "n"] == 3
+
+
+def test_n_per_metric_counts_the_runs_where_it_is_defined(tmp_path):
+    """A metric missing (null) in one run of a row: its mean, interval and n are over the other runs, and the cell
+    says so; the row's n stays the runs it holds."""
+    paths = [synthetic_run(tmp_path / f"seed{s}", "naive", s) for s in range(3)]
+    summary_path = paths[0] / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["probe"]["kl"] = None
+    summary_path.write_text(json.dumps(summary))
+    table = compare_table([tmp_path])
+    naive = table[table["strategy"] == "naive"].iloc[0]
+    kls = [json.loads((p / "summary.json").read_text())["probe"]["kl"] for p in paths[1:]]
+    assert naive["n"] == 3 and naive["acc_n"] == 3 and naive["kl_n"] == 2
+    assert naive["kl"] == pytest.approx(np.mean(kls), abs=1e-12)
+    assert naive["kl_ci95"] == pytest.approx(12.706205 * np.std(kls, ddof=1) / math.sqrt(2), rel=1e-5)
+    assert table[table["strategy"] == "naive"].iloc[0]["bwt_n"] == 3
+    rows = to_markdown(table).split("\n\n")[0]  # the table (the notes follow a blank line)
+    assert rows.count("(n=") == 1 and f"{naive['kl']:.3f} ± {naive['kl_ci95']:.3f} (n=2)" in rows  # the kl cell
