@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from continual import options
 from continual.config import RunConfig
@@ -158,9 +160,16 @@ def configure_logging() -> None:
         logger.propagate = False
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # the same way out as Ctrl-C: status recorded, one line, resumable
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "list":
             cmd_list()
@@ -182,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     except ContinualError as exc:
         print(f"continual: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("continual: interrupted; re-run the same command to resume after the last finished stage",
+    except KeyboardInterrupt as exc:
+        by = "SIGTERM" if str(exc) == "SIGTERM" else "Ctrl-C"
+        print(f"continual: interrupted ({by}); re-run the same command to resume after the last finished stage",
               file=sys.stderr)
-        return 130
+        return 143 if by == "SIGTERM" else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -107,13 +107,17 @@ class RunConfig(Options):
         if not [p for p in self.probe.split(",") if p.strip()]:
             raise ContinualError("probe must name at least one probe (see `continual list`)")
 
-    def identity(self) -> dict:
+    def identity(self, data: str | None = None) -> dict:
+        """Every field that can change a number; ``data``: the stream's fingerprint (Stream.fingerprint), so the
+        same options over other data are another run."""
         identity = {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
         if self.stream.lower().endswith((".yaml", ".yml")) and os.path.isfile(self.stream):
             # a custom stream is its file's content, not its path: an edited file is another run
             with open(self.stream, "rb") as f:
                 identity["stream_file_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        if data is not None:
+            identity["data_sha256"] = data
         return identity
 
-    def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def config_hash(self, data: str | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.identity(data), sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -45,6 +45,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 RESULT_FILES = ("config.yaml", "scores.csv", "probe.csv", "losses.csv", "summary.json")
+# Everything a run (and plot/compare/report over it) writes into its directory: --fresh removes these and nothing
+# else, and refuses a folder that holds anything more (a user's files are never ours to delete).
+RUN_FILES = (*RESULT_FILES, "predictions.csv", "report.html", "comparison.md", "comparison.csv", "comparison.tex")
+RUN_FOLDERS = ("checkpoint", "plots", "strategy", "model", "logs")
+CHECKPOINT_ROWS = ("scores", "probe", "losses")  # a checkpoint's own copy of the rows, which a resume reads
+
+
+def written_by_run(name: str) -> bool:
+    """Whether an entry of a run directory is one a run writes (or a killed writer's hidden leftover)."""
+    if name in RUN_FILES or name in RUN_FOLDERS or name == ".lock":
+        return True
+    if name.startswith("matrix") and name.endswith(".csv"):
+        return True
+    return name.startswith(".") and (name.endswith(".tmp") or name.startswith((".checkpoint-", ".model-")))
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -218,6 +232,48 @@ def _read_frame(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+@dataclass
+class Resume:
+    """Where an existing run directory stands (RunDir.inspect)."""
+    done: int = -1  # index of the last finished stage; -1: start with the base row
+    rows: dict[str, pd.DataFrame] | None = None  # scores, probe, losses of the rows kept (base .. done)
+    completed: Run | None = None  # a finished run of this config, returned as it is
+    strategy_state: object = None  # the checkpoint's strategy state (torch.load of strategy.pt)
+
+
+def _damaged(path: Path, what: str) -> ContinualError:
+    return ContinualError(f"{path} is {what}, so the run cannot continue from it; re-run with --fresh to start over")
+
+
+def _read_rows(path: Path, name: str, kept: list[str], tasks: list[str]) -> pd.DataFrame:
+    """A result CSV's rows of ``kept`` (base and the finished stages), checked to hold every one of them."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise _damaged(path, "missing") from None
+    except pd.errors.EmptyDataError:
+        if name == "losses":
+            return pd.DataFrame()  # no step logged (a plan without training steps)
+        raise _damaged(path, "empty") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise _damaged(path, f"unreadable ({type(exc).__name__})") from None
+    key = "stage" if name == "losses" else "after"
+    if key not in frame:
+        raise _damaged(path, f"without its '{key}' column")
+    frame = frame[frame[key].astype(str).isin(kept)]
+    if name == "losses":
+        return frame
+    if name == "scores":
+        have = set(zip(frame["after"].astype(str), frame.get("task", pd.Series(dtype=str)).astype(str)))
+        lacking = [f"{row}/{task}" for row in kept for task in tasks if (row, task) not in have]
+    else:
+        lacking = [row for row in kept if row not in set(frame["after"].astype(str))]
+    if lacking:
+        shown = ", ".join(lacking[:4]) + (f" and {len(lacking) - 4} more" if len(lacking) > 4 else "")
+        raise _damaged(path, f"missing rows ({shown})")
+    return frame
+
+
 # ------------------------------------------------------------------------------------------------ the writer
 
 class RunDir:
@@ -235,17 +291,38 @@ class RunDir:
         try:
             return yaml.safe_load(cfg.read_text(encoding="utf-8"))["config_hash"]
         except Exception as exc:
-            raise ContinualError(f"{cfg} is unreadable ({exc.__class__.__name__}); choose another --out or remove "
-                                 "that directory") from exc
+            raise ContinualError(f"{cfg} is unreadable ({exc.__class__.__name__}); choose another --out, or --fresh "
+                                 "to start over there") from None
+
+    def foreign_entries(self) -> list[str]:
+        """What the directory holds that no run writes (a user's files)."""
+        if not self.path.is_dir():
+            return []
+        try:
+            return sorted(name for name in os.listdir(self.path) if not written_by_run(name))
+        except OSError as exc:
+            raise ContinualError(f"cannot read the run directory {self.path}: {exc.strerror or exc}; choose another "
+                                 "--out") from None
 
     def check(self, fresh: bool) -> None:
         """Refuse, before anything is written, a directory that holds something else."""
-        if self.path.exists() and not self.path.is_dir():
-            raise ContinualError(f"--out {self.path} is a file, not a directory; choose another --out")
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise ContinualError(f"--out {self.path} is a file, not a directory; choose another --out")
+        except OSError as exc:
+            raise ContinualError(f"cannot use --out {self.path}: {exc.strerror or exc}; choose another --out") from None
+        if fresh:  # whatever run is there goes (even an unreadable one), but only a run's own files go
+            foreign = self.foreign_entries()
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise ContinualError(f"--fresh removes only a run's own files, but {self.path} also holds {shown}; "
+                                     "move them or choose another --out")
+            return
         old = self.existing_hash()
         if old is None and self.path.is_dir() and any(p.name in RESULT_FILES for p in self.path.iterdir()):
-            raise ContinualError(f"{self.path} holds result files but no config.yaml; choose another --out")
-        if old is not None and old != self.hash and not fresh:
+            raise ContinualError(f"{self.path} holds result files but no config.yaml; choose another --out, or "
+                                 "--fresh to replace them")
+        if old is not None and old != self.hash:
             raise ContinualError(f"{self.path} holds a different run (config hash {old}, this one {self.hash}); "
                                  "use another --out, or --fresh to replace it")
 
@@ -277,9 +354,12 @@ class RunDir:
             self._lock = None
             raise ContinualError(f"another continual process is writing to {self.path}; wait for it or use "
                                  "another --out") from None
+        if fresh and self.foreign_entries():  # checked again under the lock: nothing but a run's files goes
+            self.close()
+            self.check(fresh)
         for name in os.listdir(self.path):
             half_made = name.startswith(".") and (name.endswith(".tmp") or name.startswith((".checkpoint-", ".model-")))
-            if half_made or (fresh and name != ".lock"):  # a killed writer's leftovers (we hold the lock now)
+            if half_made or (fresh and name != ".lock" and written_by_run(name)):  # (we hold the lock now)
                 _remove(self.path / name)
 
     @property
@@ -332,6 +412,55 @@ class RunDir:
     def read_summary(self) -> dict | None:
         path = self.path / "summary.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    # -- where an existing run stands (read and checked before anything is loaded or written)
+    def inspect(self, stages: list[str], tasks: list[str]) -> Resume:
+        """A finished run to return as it is, a checkpoint to resume after, or nothing finished yet.
+
+        Every file the answer depends on is read here; a damaged one is one ContinualError line naming it, and the
+        directory is left exactly as it was."""
+        if not (self.path / "config.yaml").is_file():
+            return Resume()
+        summary = None
+        summary_path = self.path / "summary.json"
+        if summary_path.is_file():
+            try:
+                summary = json.loads(summary_path.read_text(encoding="utf-8"))
+                if not isinstance(summary, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                if not self.checkpoint.is_dir():  # nothing to resume from: a finished run's summary is lost
+                    raise _damaged(summary_path, f"unreadable ({type(exc).__name__})") from None
+                summary = None  # an unfinished run's summary is rewritten when it finishes
+        if summary and summary.get("status") == "completed" and summary.get("config_hash") == self.hash:
+            for name in CHECKPOINT_ROWS:
+                _read_rows(self.path / f"{name}.csv", name, ["base", *stages], tasks)
+            return Resume(done=len(stages) - 1, completed=Run.load(self.path))
+        if not self.checkpoint.is_dir():
+            return Resume()  # no stage finished (or its checkpoint is gone): start with the base row
+        state_path = self.checkpoint / "state.json"
+        try:
+            done = json.loads(state_path.read_text(encoding="utf-8"))["stage"]
+            if not isinstance(done, int) or not 0 <= done < len(stages):
+                raise ValueError(f"stage {done!r} is not one of this run's 0..{len(stages) - 1}")
+        except FileNotFoundError:
+            raise _damaged(state_path, "missing") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(state_path, f"unreadable ({type(exc).__name__}: {exc})") from None
+        for name in ("model.safetensors", "strategy.pt"):
+            if not (self.checkpoint / name).is_file():
+                raise _damaged(self.checkpoint / name, "missing")
+        import torch
+        try:  # the strategy's state is a pickle of its own objects (buffers, anchors, Fisher)
+            strategy_state = torch.load(self.checkpoint / "strategy.pt", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything
+            raise _damaged(self.checkpoint / "strategy.pt", f"unreadable ({type(exc).__name__})") from None
+        kept = ["base", *stages[:done + 1]]
+        rows = {}
+        for name in CHECKPOINT_ROWS:  # the checkpoint's own rows; a checkpoint without them: the result files
+            own = self.checkpoint / f"{name}.csv"
+            rows[name] = _read_rows(own if own.is_file() else self.path / f"{name}.csv", name, kept, tasks)
+        return Resume(done=done, rows=rows, strategy_state=strategy_state)
 
     def load(self) -> Run:
         return Run.load(self.path)

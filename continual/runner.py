@@ -13,6 +13,7 @@ here knows a strategy, stream or probe by name: each brings its own plan, option
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ from continual.evaluation import PREDICTION_COLUMNS, evaluate_stream
 from continual.metrics import CONVENTIONS, summarise
 from continual.models import load_model, parameter_counts
 from continual.probes import ProbeContext, check_columns, make_probes
-from continual.results import Run, RunDir, write_atomic
+from continual.results import CHECKPOINT_ROWS, Run, RunDir, write_atomic
 from continual.streams import Stream, Task, get_stream, stream_spec
 from continual.streams.build import fit_to_length
 from continual.training import train_stage
@@ -253,19 +254,28 @@ def run_one(config: RunConfig) -> Run:
     config, strategy, probes = resolve(dataclasses.replace(config, device=device))
     stream = stream_for(config)
     strategy.check_stream(stream)
-    run_dir = RunDir(config.out, config.identity(), config.config_hash())
+    data = stream.fingerprint()  # the examples themselves are part of the run's identity
+    run_dir = RunDir(config.out, config.identity(data), config.config_hash(data))
     run_dir.check(config.fresh)  # refuse a foreign directory before the (slow) model load
     loaded = load_model(config.model, seed=config.seed)
+    strategy.check_model(loaded.model)  # e.g. LoRA targets the model lacks: refused before anything is written
     tokenizer, model = loaded.tokenizer, loaded.model.to(distributed.local_device(device))
     stream = fit_to_length(format_stream(stream, tokenizer, config.chat_template), tokenizer, config.max_length)
     stages = strategy.stage_plan(stream, config.steps)
     names = [st.name for st in stages]
 
     run_dir.open(config.fresh)
+    try:  # read and check what is there before anything is written: a damaged directory stays as it was
+        where = run_dir.inspect(names, stream.task_names)
+    except BaseException:
+        run_dir.close()
+        raise
+    if where.completed is not None:
+        run_dir.close()
+        return where.completed  # a finished run is read, never written
+    ran = False  # whether this call ran (part of) a stage: only then is a failure recorded
+    done = where.done
     try:
-        summary = run_dir.read_summary()
-        if summary and summary.get("status") == "completed" and summary.get("config_hash") == run_dir.hash:
-            return Run.load(run_dir.path)
         for probe in probes:  # the probes' text and items
             probe.setup(ProbeContext(tokenizer=tokenizer, general_text=config.general_text,
                                      batch_size=config.eval_batch_size, seed=config.seed, stream=stream))
@@ -281,8 +291,6 @@ def run_one(config: RunConfig) -> Run:
                     "prompts": "chat template" if config.chat_template else "plain",
                     "probe_model": strategy.probe_model_note(), "probe_columns": columns,
                     "processes": distributed.world_size(), "strategy": strategy.describe()}
-        run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config),
-                                           "resolved": resolved, "versions": versions()})
 
         # set-up draws from the global RNG (adapters' initial weights): seeded here, it does not depend on what ran
         # before in this process (an earlier strategy of --strategy a,b; the launcher's process-group start-up)
@@ -290,17 +298,18 @@ def run_one(config: RunConfig) -> Run:
         model = strategy.setup(model)
         trainable, total = parameter_counts(model)
 
-        done = _resume_point(run_dir)
         if done >= 0:
-            model = _load_checkpoint(run_dir, model, strategy)
-            # rows of a stage after the checkpoint (written before a crash) are dropped: that stage runs again
-            kept = ["base"] + names[:done + 1]
-            earlier = run_dir.load()
-            scores = earlier.scores[earlier.scores["after"].isin(kept)].to_dict("records")
-            probe_rows = earlier.probe[earlier.probe["after"].isin(kept)].to_dict("records")
-            losses = (earlier.losses[earlier.losses["stage"].isin(kept)].to_dict("records")
-                      if len(earlier.losses) else [])
+            model = _load_checkpoint(run_dir, model, strategy, where.strategy_state)
+        # written once the checkpoint has loaded: a resume that fails leaves the directory as it was
+        run_dir.write_yaml("config.yaml", {"config_hash": run_dir.hash, "config": dataclasses.asdict(config),
+                                           "resolved": resolved, "versions": versions()})
+        if done >= 0:
+            # the checkpoint's rows (base .. its stage): rows of a later stage, written before a crash, are dropped
+            # and that stage runs again; result files lost or damaged since are rebuilt from these rows
+            scores, probe_rows, losses = (where.rows[n].to_dict("records") for n in ("scores", "probe", "losses"))
+            run_dir.write_results(_in_memory(run_dir, config, resolved, scores, probe_rows, losses))
         else:
+            ran = True
             scores = evaluate_stream(model, tokenizer, stream, strategy, "base", -1, config.eval_cap,
                                      config.eval_batch_size, config.progress)
             probe_rows, losses = [base_probe], []
@@ -308,7 +317,7 @@ def run_one(config: RunConfig) -> Run:
         bar = tqdm(range(done + 1, len(stages)), desc="stages", initial=done + 1, total=len(stages),
                    disable=not config.progress)
         for i in bar:
-            stage = stages[i]
+            stage, ran = stages[i], True
             bar.set_postfix_str(stage.name)
             ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer,
                                device=distributed.local_device(device), seed=config.seed,
@@ -329,8 +338,10 @@ def run_one(config: RunConfig) -> Run:
                     row.update(probe.measure(deployed))
             probe_rows.append(row)
             times[stage.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}
-            run_dir.write_results(_in_memory(run_dir, config, resolved, scores, probe_rows, losses))
-            _save_checkpoint(run_dir, model, strategy, i)
+            result = _in_memory(run_dir, config, resolved, scores, probe_rows, losses)
+            run_dir.write_results(result)
+            _save_checkpoint(run_dir, model, strategy, i, result)
+            done = i
 
         if predictions is None:  # resumed after the last stage had finished: score the final model once more
             _, predictions = evaluate_stream(model, tokenizer, stream, strategy, names[-1], stages[-1].seen,
@@ -338,7 +349,7 @@ def run_one(config: RunConfig) -> Run:
         run_dir.write_csv("predictions.csv", pd.DataFrame(predictions, columns=PREDICTION_COLUMNS), text=True)
         result = _in_memory(run_dir, config, resolved, scores, probe_rows, losses)
         result.summary = summarise_run(result, config, strategy, stream, names, columns, trainable, total,
-                                       started, device, times)
+                                       started, device, times, run_dir.hash)
         run_dir.write_json("summary.json", result.summary)
         if config.export and run_dir.writer:
             _export(run_dir, model, tokenizer)
@@ -349,8 +360,9 @@ def run_one(config: RunConfig) -> Run:
             plot_run(result)  # RUN/plots/; warns instead of raising: the results above are already complete
         distributed.barrier()  # every process returns once the main process has written the files
         return result
-    except Exception as exc:
-        _write_failure(run_dir, exc, names)
+    except BaseException as exc:  # an error, Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
+        if ran:
+            _write_failure(run_dir, exc, names, done)
         raise
     finally:
         run_dir.close()
@@ -362,7 +374,8 @@ def _in_memory(run_dir: RunDir, config: RunConfig, resolved: dict, scores, probe
 
 
 def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: list[str], columns: dict,
-                  trainable: int, total: int, started: float, device: str, times: dict) -> dict:
+                  trainable: int, total: int, started: float, device: str, times: dict,
+                  config_hash: str | None = None) -> dict:
     """summary.json: the matrix metrics with their conventions, the probes' final and base rows with their
     declarations, and what the run cost."""
     tasks = stream.task_names
@@ -376,7 +389,7 @@ def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: 
     probe = run.probe.set_index("after")
     memory, memory_kind = peak_memory_mb(device)
     return {
-        "status": "completed", "config_hash": config.config_hash(), "stream": stream.name, "strategy": config.strategy,
+        "status": "completed", "config_hash": config_hash or config.config_hash(), "stream": stream.name, "strategy": config.strategy,
         "reference": strategy.reference, "model": config.model, "seed": config.seed, "lr": config.lr,
         "tasks": tasks, "stages": names, **metrics,
         "probe": {c: _number(probe.loc[names[-1], c]) for c in columns},
@@ -396,13 +409,15 @@ def _number(value):
     return None if not np.isfinite(value) else value
 
 
-def _write_failure(run_dir: RunDir, exc: Exception, names: list[str]) -> None:
-    """Leave earlier stages' files as they are and say in summary.json where the run stopped."""
+def _write_failure(run_dir: RunDir, exc: BaseException, names: list[str], done: int) -> None:
+    """Leave earlier stages' files as they are and say in summary.json where the run stopped (``done``: the last
+    finished stage)."""
     if not run_dir.locked or not (run_dir.path / "config.yaml").is_file():
         return  # nothing of this run was written yet: write nothing
-    done = _resume_point(run_dir)
-    failure = {"status": "failed", "config_hash": run_dir.hash,
-               "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    failure = {"status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+               "config_hash": run_dir.hash, "error": reason,
                "stages_completed": done + 1, "failed_stage": names[done + 1] if done + 1 < len(names) else None,
                "resume": "re-run the same command to continue after the last completed stage"}
     try:
@@ -413,50 +428,81 @@ def _write_failure(run_dir: RunDir, exc: Exception, names: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
-def _resume_point(run_dir: RunDir) -> int:
-    """Index of the last stage whose checkpoint is complete, or -1."""
-    state = run_dir.checkpoint / "state.json"
-    if not state.is_file():
-        return -1
-    return int(json.loads(state.read_text())["stage"])
-
-
-def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int) -> None:
-    """Every tensor of the model (adapters included) and the strategy state, swapped in atomically."""
+def _save_checkpoint(run_dir: RunDir, model, strategy, stage: int, result: Run) -> None:
+    """Every tensor of the model (adapters included), the strategy state and the rows so far, written beside the
+    previous checkpoint and swapped in: a failed write (disk full) leaves the previous one usable."""
     if not run_dir.writer:
         return  # data-parallel: every process holds the same weights and state; rank 0 saves them
-    staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
-    save_model(model, str(staging / "model.safetensors"))
-    torch.save(strategy.state_dict(), staging / "strategy.pt")
-    write_atomic(staging / "state.json", json.dumps({"stage": stage}))
-    old = run_dir.path / ".checkpoint-old"
-    if run_dir.checkpoint.exists():
-        os.replace(run_dir.checkpoint, old)
-    os.replace(staging, run_dir.checkpoint)  # state.json appears with the folder, never before its weights
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(run_dir: RunDir, model, strategy):
-    # the strategy first: it recreates what the weights need (per-task adapters)
-    strategy.load_state_dict(torch.load(run_dir.checkpoint / "strategy.pt", weights_only=False), model)
+    from safetensors import SafetensorError
+    staging = None
     try:
-        missing, unexpected = load_model_weights(model, str(run_dir.checkpoint / "model.safetensors"), strict=False)
-    except Exception as exc:
-        raise ContinualError(f"{run_dir.checkpoint} does not fit this model ({type(exc).__name__}); "
-                             "use --fresh") from None
+        staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir.path))
+        save_model(model, str(staging / "model.safetensors"))
+        torch.save(strategy.state_dict(), staging / "strategy.pt")
+        for name in CHECKPOINT_ROWS:  # a resume reads these, whatever happened to the result files since
+            write_atomic(staging / f"{name}.csv", getattr(result, name).to_csv(index=False))
+        write_atomic(staging / "state.json", json.dumps({"stage": stage}))
+        old = run_dir.path / ".checkpoint-old"
+        if run_dir.checkpoint.exists():
+            os.replace(run_dir.checkpoint, old)
+        os.replace(staging, run_dir.checkpoint)  # state.json appears with the folder, never before its weights
+        shutil.rmtree(old, ignore_errors=True)
+    except (OSError, SafetensorError, RuntimeError, ContinualError) as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, ContinualError):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or (
+            "failed writing" in text)  # torch.save's stream writer says only that
+        where = run_dir.checkpoint
+        if full:
+            raise ContinualError(f"disk full while writing the checkpoint {where}; free space and re-run the same "
+                                 "command to resume (the previous checkpoint is kept)") from None
+        raise ContinualError(f"could not write the checkpoint {where}: {text}; check the output folder and re-run "
+                             "to resume (the previous checkpoint is kept)") from None
+
+
+def _load_checkpoint(run_dir: RunDir, model, strategy, saved):
+    """The checkpoint's strategy state (read by RunDir.inspect) and weights into a freshly set-up model."""
+    state = run_dir.checkpoint / "strategy.pt"
+    try:  # the strategy first: it recreates what the weights need (per-task adapters)
+        strategy.load_state_dict(saved, model)
+    except ContinualError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ContinualError(f"{state} does not hold this strategy's state ({type(exc).__name__}: {exc}); re-run "
+                             "with --fresh to start over") from None
+    weights = run_dir.checkpoint / "model.safetensors"
+    try:
+        missing, unexpected = load_model_weights(model, str(weights), strict=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ContinualError(f"{weights} cannot be loaded into this model ({type(exc).__name__}); re-run with "
+                             "--fresh to start over") from None
     if missing or unexpected:
-        raise ContinualError(f"{run_dir.checkpoint} does not fit this model; use --fresh")
+        raise ContinualError(f"{weights} does not fit this model ({len(missing)} missing, {len(unexpected)} "
+                             "unexpected tensors); re-run with --fresh to start over")
     return model
 
 
 def _export(run_dir: RunDir, model, tokenizer) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=run_dir.path))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    target = run_dir.path / "model"
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    """OUT/model: save_pretrained of the final model (or its adapters) and the tokenizer, swapped in whole."""
+    staging = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=run_dir.path))
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        target = run_dir.path / "model"
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except (OSError, RuntimeError) as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+        raise ContinualError(("disk full while exporting" if full else "could not export") + f" the model to "
+                             f"{run_dir.path / 'model'} ({type(exc).__name__}); the run's results are complete: "
+                             "free space or fix the folder, then re-run with --export") from None
 
 
 def load_result(path: str | os.PathLike) -> Run:

@@ -25,7 +25,8 @@ import os, sys
 import continual.results
 real, seen = os.replace, []
 def replace(src, dst, *args, **kwargs):
-    if os.path.basename(str(dst)) == "probe.csv":
+    # the result file, not the checkpoint's copy of the rows (written in its staging folder)
+    if os.path.basename(str(dst)) == "probe.csv" and ".checkpoint-" not in str(dst):
         seen.append(dst)
         if len(seen) == 2:
             os._exit(70)

@@ -17,6 +17,8 @@ All are ``datasets.Dataset`` objects so that any Hugging Face tooling applies to
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from datasets import Dataset
@@ -73,6 +75,19 @@ class Stream:
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def fingerprint(self) -> str:
+        """sha256 of every example the run trains and scores on (each task's rows, in order, and how it is scored):
+        part of a run's identity, so a data file edited between a kill and the re-run makes a different run
+        instead of a silent resume on other data."""
+        digest = hashlib.sha256()
+        for task in self.tasks:
+            head = {"name": task.name, "kind": task.kind, "classes": task.classes, "matrix_split": task.matrix_split,
+                    "answer_metric": task.answer_metric, "matrix_metric": task.matrix_metric}
+            digest.update(json.dumps(head, sort_keys=True).encode())
+            for split, data in [("train", task.train), *sorted(task.eval.items())]:
+                digest.update(json.dumps([split, data.to_dict()], sort_keys=True, default=str).encode())
+        return digest.hexdigest()
 
     @property
     def class_incremental(self) -> bool:
