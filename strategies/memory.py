@@ -20,10 +20,12 @@ class EpisodicMemory:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def add_task(self, task, seed: int, stage: int) -> None:
-        """Offer every training example of ``task`` (after its stage)."""
+    def add_task(self, task, seed: int, stage: int, examples: list[dict] | None = None) -> None:
+        """Offer ``examples`` of ``task`` (after its stage): the ones it trained on; default every training
+        example."""
         rng = random.Random(f"{self.key}-buffer:{seed}:{stage}")
-        examples = [{**row, "task": task.name} for row in task.train.to_list()]
+        rows = task.train.to_list() if examples is None else examples
+        examples = [{**row, "task": task.name} for row in rows]
         if self.policy == "reservoir":
             for example in examples:
                 self.seen += 1
