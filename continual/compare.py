@@ -92,7 +92,11 @@ def find_runs(paths, include_incomplete: bool = False) -> list[Run]:
     found = list(dict.fromkeys(d.resolve() for d in found))
     runs, skipped = [], []
     for d in found:
-        run = Run.load(d)
+        try:
+            run = Run.load(d)
+        except ContinualError as exc:  # one damaged directory does not hide the others
+            log.warning("skipping %s", exc)
+            continue
         (runs if run.summary.get("status") == "completed" or include_incomplete else skipped).append(run)
     for run in skipped:
         log.warning("skipping %s: status '%s' (re-run it to finish)", run.path, run.summary.get("status"))
