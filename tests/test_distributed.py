@@ -74,7 +74,7 @@ def _collectives_worker(rank: int, world: int, port: int, out: str) -> None:
         loaded = load_model("tiny", seed=0)
         data = Dataset.from_list([{"prompt": f"Harry Potter is friend number {i} of", "completion": " Ron"}
                                   for i in range(5)])
-        fisher = diagonal_fisher(loaded.model, data, loaded.tokenizer)
+        fisher = diagonal_fisher(loaded.model, data, loaded.tokenizer, max_length=64)
         torch.save({"results": results, "fisher": fisher}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -120,7 +120,7 @@ def test_sharded_fisher_equals_the_single_process_fisher(collectives, tiny):
     from strategies.ewc import diagonal_fisher
     data = Dataset.from_list([{"prompt": f"Harry Potter is friend number {i} of", "completion": " Ron"}
                               for i in range(5)])  # 5 examples: 3 on rank 0, 2 on rank 1
-    single = diagonal_fisher(tiny.model, data, tiny.tokenizer)
+    single = diagonal_fisher(tiny.model, data, tiny.tokenizer, max_length=64)
     assert any(float(f.sum()) > 0 for f in single.values())
     for c in collectives:
         assert set(c["fisher"]) == set(single)
