@@ -1,14 +1,23 @@
 """Distillation (LwF-style, Li & Hoiem 2016, at the token level): stay close to a frozen teacher while learning.
 
-Every step adds ``weight * KL(teacher || student)``, the mean over the batch's non-padding positions of the
-per-token KL between the teacher's and the student's next-token distributions at temperature ``temperature``
-(times temperature^2, Hinton et al. 2015). The teacher is
+Every step adds ``weight * KL(teacher || student)``, the mean over the distilled positions of the per-token KL
+between the teacher's and the student's next-token distributions at temperature ``temperature`` (times
+temperature^2, Hinton et al. 2015; T = 2 by default, as LwF). Which positions are distilled (``positions``):
+
+  prompt  (default, LwF-like) the positions whose next token is a prompt token (non-padding, label -100): the
+          teacher's behaviour on the inputs is kept while the answer positions, the ones the task's loss trains
+          towards the new label, are left to that loss (LwF distils the old outputs, not the new task's head)
+  all     every non-padding position, the answer's too: the KL then pulls the new label back toward the
+          teacher's prediction
+
+The teacher is
 
   previous  the model as it was before the stage (a frozen copy; for a LoRA model the copy carries the adapter)
   original  the model before any stage: protects the original capability rather than earlier tasks
 
 With ``general_batch`` > 0 each step also draws that many general-English passages (the strategies' split, never
-the probe's) and adds their KL, so the teacher's behaviour on ordinary text is kept too.
+the probe's) and adds their KL over every non-padding position (no loss trains them), so the teacher's behaviour on
+ordinary text is kept too.
 """
 
 from __future__ import annotations
@@ -21,17 +30,20 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 
 from continual.options import Options, option
-from continual.training import CompletionCollator, tokenize_completions
+from continual.training import IGNORE, CompletionCollator, tokenize_completions
 from strategies.base import TOKEN_OUTPUTS, Strategy
 
 
 @dataclass
 class DistillOptions(Options):
     weight: float = option(1.0, "weight of the KL term", low=0)
-    temperature: float = option(1.0, "softmax temperature of teacher and student", low=0, low_open=True)
+    temperature: float = option(2.0, "softmax temperature of teacher and student (LwF: 2)", low=0, low_open=True)
     teacher: str = option("previous", "previous (the model before the stage) or original (before any stage)",
                           choices=("previous", "original"))
     general_batch: int = option(0, "general-text passages per step for the KL (0 = none)", low=0)
+    positions: str = option("prompt", "positions distilled: prompt (those predicting a prompt token, LwF-like; the "
+                            "answer's are left to the task loss) or all (every non-padding position)",
+                            choices=("prompt", "all"))
 
 
 def token_kl(teacher_logits, student_logits, mask, temperature: float = 1.0) -> torch.Tensor:
@@ -41,6 +53,19 @@ def token_kl(teacher_logits, student_logits, mask, temperature: float = 1.0) -> 
     per_token = (t.exp() * (t - s)).sum(-1)
     mask = mask.to(per_token.dtype)
     return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature ** 2
+
+
+def distilled_positions(inputs: dict, positions: str = "prompt") -> torch.Tensor:
+    """The mask of positions the KL averages over. ``all``: attention_mask. ``prompt``: position t where token t+1
+    is a prompt token (attention 1, label -100), so no position whose next-token distribution the task's loss
+    trains (label != -100 at t+1), nor the last one, is distilled."""
+    mask = inputs["attention_mask"]
+    if positions == "all":
+        return mask
+    labels = inputs["labels"]
+    prompt_next = torch.zeros_like(mask)
+    prompt_next[:, :-1] = ((labels[:, 1:] == IGNORE) & (mask[:, 1:] == 1)).to(mask.dtype)
+    return mask * prompt_next
 
 
 def frozen_copy(model):
@@ -85,7 +110,8 @@ class Distill(Strategy):
         mask = inputs["attention_mask"]
         with torch.no_grad():
             teacher_logits = self.teacher(input_ids=inputs["input_ids"], attention_mask=mask).logits
-        terms = {"distill_kl": self.config.weight * token_kl(teacher_logits, outputs.logits, mask,
+        kept = distilled_positions(inputs, self.config.positions)
+        terms = {"distill_kl": self.config.weight * token_kl(teacher_logits, outputs.logits, kept,
                                                              self.config.temperature)}
         if self.general is not None:
             rows = [self.general[self.rng.randrange(len(self.general))] for _ in range(self.config.general_batch)]
