@@ -60,6 +60,7 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0) -> LoadedModel:
     elif name == "tiny":
         loaded = LoadedModel(*build_tiny(seed), name=name, source="built in memory (random init, seeded)")
     elif os.path.isdir(name):
+        check_folder(name)
         loaded = LoadedModel(*_from_pretrained(name, local=True), name=name, source=os.path.abspath(name))
     elif _looks_like_path(name):
         raise ContinualError(f"model path '{name}' does not exist; pass an existing folder, a hub id or an alias "
@@ -67,10 +68,47 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0) -> LoadedModel:
     else:
         loaded = LoadedModel(*_from_pretrained(name, local=False), name=name, source=f"hub:{name}")
     tok = loaded.tokenizer
+    check_tokenizer(tok, loaded.model, name)
     if tok.pad_token is None:  # padding positions are masked out; any id will do
         tok.pad_token = tok.eos_token
     loaded.model.eval()
     return loaded
+
+
+# A tokenizer's vocabulary lives in one of these (fast tokenizers, BPE, SentencePiece, WordPiece); without any,
+# transformers builds an empty tokenizer that encodes nothing, and the run would die later with a traceback.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+                   "vocab.txt", "tiktoken.model")
+SAVE_HINT = "save both with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"
+
+
+def check_folder(folder: str) -> None:
+    """A local model folder holds a loadable config and tokenizer files (before anything loads or is written)."""
+    from transformers import AutoConfig
+    files = set(os.listdir(folder))
+    if "config.json" not in files:
+        listing = ", ".join(sorted(files)[:10]) or "no files"
+        raise ContinualError(f"model folder '{folder}' has no config.json (it has: {listing}); {SAVE_HINT}")
+    try:
+        AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ContinualError(f"model folder '{folder}': config.json cannot be loaded: {_first_line(exc)}") from None
+    if not files & set(TOKENIZER_FILES):
+        raise ContinualError(f"model folder '{folder}' has no tokenizer files (none of {', '.join(TOKENIZER_FILES)});"
+                             f" {SAVE_HINT}")
+
+
+def check_tokenizer(tokenizer, model, name: str) -> None:
+    """The tokenizer encodes text, and into ids the model's embeddings hold."""
+    ids = tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]
+    if len(tokenizer) < 2 or len(ids) < 2:
+        raise ContinualError(f"the tokenizer of model '{name}' is empty ({len(tokenizer)} token(s)); its folder "
+                             f"needs the tokenizer's files: {SAVE_HINT}")
+    embeddings = model.get_input_embeddings()
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and max(ids) >= rows:
+        raise ContinualError(f"the tokenizer of model '{name}' gives ids up to {max(ids)}, beyond the model's "
+                             f"{rows} embeddings: the tokenizer belongs to another model")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -96,6 +96,14 @@ class Strategy:
     def check_stream(self, stream) -> None:
         """Refuse, before the model loads, a stream this strategy cannot train (raise ContinualError)."""
 
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Refuse, before the run writes anything, a model this strategy cannot train (raise ContinualError); by
+        default the adapter strategies' target_modules must name layers of the model."""
+        targets = getattr(self.config, "target_modules", None)
+        if isinstance(targets, str):
+            from strategies.lora import check_targets
+            check_targets(model, targets, f"{self.name}.target_modules")
+
     def stage_plan(self, stream, steps: int) -> list[Stage]:
         """One stage per task of the stream, in its order."""
         return [Stage(t.name, t, steps, i) for i, t in enumerate(stream.tasks)]

@@ -54,6 +54,10 @@ class Composite(Strategy):
         for p in self.parts:
             p.check_stream(stream)
 
+    def check_model(self, model):
+        for p in self.parts:
+            p.check_model(model)
+
     def stage_plan(self, stream, steps):
         for p in self.parts:
             if type(p).stage_plan is not Strategy.stage_plan:

@@ -44,6 +44,26 @@ def rejected_completion(completion: str, answers: list[str], rng: random.Random,
     return (wrong[0] if len(wrong) == 1 else rng.choice(wrong)) + completion[len(chosen):]
 
 
+def functional_dropout_off(model) -> list[tuple[object, str, float]]:
+    """Zero the dropout rates that modules keep as plain floats and apply with nn.functional.dropout (OPT's
+    layers and attention): trl's disable_dropout zeroes only nn.Dropout modules, and with these left on the
+    policy's log-probs differ from the reference's from the first step (OPT's first loss 0.697, not ln 2).
+    Returns what was changed, for restore_dropout."""
+    changed = []
+    for module in model.modules():
+        for attr, value in vars(module).items():
+            if "dropout" in attr and isinstance(value, float) and not isinstance(value, bool) and value > 0:
+                changed.append((module, attr, value))
+    for module, attr, _ in changed:
+        setattr(module, attr, 0.0)
+    return changed
+
+
+def restore_dropout(changed) -> None:
+    for module, attr, value in changed:
+        setattr(module, attr, value)
+
+
 def dpo_trainer_class():
     from trl import DPOTrainer
 
@@ -98,10 +118,13 @@ class DPO(Strategy):
         self._forward_patched = "forward" not in vars(base)  # trl sets an instance forward; we restore the class's
         args = training_arguments(settings, args_class=DPOConfig, beta=self.config.beta,
                                   loss_type=[self.config.loss_type], max_length=settings.max_length)
+        self._dropout = functional_dropout_off(model)  # before the reference copy, which shares the rates
         return dpo_trainer_class()(model=model, ref_model=self.reference_model(model), args=args, train_dataset=data,
                                    processing_class=ctx.tokenizer, strategy=hooks, callbacks=callbacks)
 
     def after_stage(self, model, ctx):
+        restore_dropout(getattr(self, "_dropout", []))  # other strategies' stages train as the model was built
+        self._dropout = []
         if is_peft(model) and "ref" in model.peft_config:
             model.delete_adapter("ref")
         base = model.get_base_model() if is_peft(model) else model

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from peft import LoraConfig, get_peft_model
 
+from continual.errors import ContinualError
 from continual.options import Options, option
 from strategies.base import BASE_WEIGHTS, MODEL_WRAPPER, Strategy
 
@@ -38,3 +40,41 @@ class Lora(Strategy):
 
     def setup(self, model):
         return get_peft_model(model, self.config.peft_config())
+
+
+def linear_kinds() -> tuple[type, ...]:
+    from transformers.pytorch_utils import Conv1D
+    return torch.nn.Linear, Conv1D  # Conv1D: GPT-2's linear layers
+
+
+def linear_module_names(model: torch.nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
+    """The names (last component, as target_modules takes them) of the model's linear layers, the output head
+    left out."""
+    kinds = kinds or linear_kinds()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if isinstance(module, kinds) and module is not head and name))
+
+
+def check_targets(model: torch.nn.Module, target_modules: str, option_name: str,
+                  kinds: tuple[type, ...] | None = None) -> None:
+    """Refuse, before the run writes anything, target module names that match no linear layer of the model (peft
+    would stop with NoMatchingPeftModuleError, or silently skip a misspelt one among others). ``kinds``: the layer
+    types the adapter method supports (LoRA: nn.Linear and Conv1D)."""
+    kinds = kinds or linear_kinds()
+    available = linear_module_names(model, kinds)
+    model_name = type(model).__name__
+    if not available:
+        kind_names = " or ".join(k.__name__ for k in kinds)
+        raise ContinualError(f"{option_name}: {model_name} has no {kind_names} layers for this strategy to adapt "
+                             f"(its linear layers: {', '.join(linear_module_names(model)) or 'none'}); use another "
+                             "strategy")
+    if target_modules.strip() == "all-linear":
+        return
+    names = [m.strip() for m in target_modules.split(",") if m.strip()]
+    layers = [name for name, module in model.named_modules() if isinstance(module, kinds)]
+    unmatched = [t for t in names if not any(n == t or n.endswith("." + t) for n in layers)]
+    if unmatched or not names:
+        raise ContinualError(f"{option_name}={target_modules!r}: {', '.join(unmatched) or 'no name'} matches no "
+                             f"linear layer of {model_name}; its linear modules are: {', '.join(available)} "
+                             "(or all-linear)")

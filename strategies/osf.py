@@ -81,6 +81,11 @@ class OSF(Strategy):
         self.wrapper = get_peft_model(model, OSFConfig(effective_rank=self.frozen_share(stage),
                                                        target_modules=targets))
 
+    def check_model(self, model):
+        from strategies.lora import check_targets
+        # peft's OSF replaces nn.Linear layers only: GPT-2's Conv1D ones would be skipped, leaving nothing to train
+        check_targets(model, self.config.target_modules, f"{self.name}.target_modules", (torch.nn.Linear,))
+
     def setup(self, model):
         self._wrap(model, 0)
         return model

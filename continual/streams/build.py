@@ -10,6 +10,8 @@ trained and evaluated.
 from __future__ import annotations
 
 import random
+import re
+import string
 from collections import defaultdict
 
 from datasets import Dataset
@@ -34,7 +36,20 @@ def select_tasks(stream: str, source: str, offline: dict, hub: dict, tasks: list
     return table, names
 
 
-def check_template(template: str, where: str, field: str = TEXT_FIELD) -> None:
+def check_template(template: str, where: str, field: str = TEXT_FIELD,
+                   fields: list[str] | None = None) -> None:
+    """A template holds ``field``; or, given ``fields`` (the data's columns), one or more of {name} for them."""
+    if fields is not None:
+        names = placeholders(template, where)
+        if not names:
+            raise ContinualError(f"{where}: prompt template {template!r} lacks the placeholder {field} (or a column of "
+                                 f"the data in braces: {', '.join('{' + f + '}' for f in fields[:6])})")
+        unknown = [n for n in names if n not in fields]
+        if unknown:
+            named = ", ".join("{" + n + "}" for n in unknown)
+            raise ContinualError(f"{where}: prompt template {template!r} names {named}, which the data lacks; it has: "
+                                 f"{', '.join(fields)}")
+        return
     if field not in template:
         raise ContinualError(f"{where}: prompt template {template!r} lacks the placeholder {field}")
     try:
@@ -44,6 +59,30 @@ def check_template(template: str, where: str, field: str = TEXT_FIELD) -> None:
                              "literal braces as {{ and }})") from None
 
 
+def placeholders(template: str, where: str) -> list[str]:
+    """The {name} placeholders of a template, in order of first use."""
+    try:
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:
+        raise ContinualError(f"{where}: prompt template {template!r} has an unmatched brace (write literal braces as "
+                             "{{ and }})") from None
+    if any(not name.strip() or name.isdigit() or spec or conversion for name, spec, conversion in parsed):
+        raise ContinualError(f"{where}: prompt template {template!r} may hold only named placeholders such as {{text}} "
+                             "or a column name in braces (no positions, formats or conversions)")
+    parsed = [name for name, _, _ in parsed]
+    return list(dict.fromkeys(parsed))
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """The template with each {name} replaced by its value, in one pass (a value holding braces stays as it is)."""
+    if len(values) == 1:
+        (name, value), = values.items()
+        return template.replace("{" + name + "}", value)
+    pattern = re.compile("|".join(re.escape("{" + n + "}") for n in values))
+    return pattern.sub(lambda m: values[m.group(0)[1:-1]], template)
+
+
 def shorten(text: str, max_words: int) -> str:
     words = str(text).split()  # any run of whitespace (newlines too) becomes one space
     return " ".join(words[:max_words] if max_words else words)
@@ -51,18 +90,20 @@ def shorten(text: str, max_words: int) -> str:
 
 def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: str, train_size: int,
                 test_size: int, seed: int, description: str = "", max_words: int = 32,
-                where: str | None = None) -> Task:
+                where: str | None = None, fields: list[str] | None = None) -> Task:
     """A classification task scored by candidate log-probability.
 
     ``data`` has columns text and label (the source's class names); ``verbalizer`` maps every class name to the
     answer text (e.g. {"positive": " positive"}), in candidate order. Each split holds the same number of examples
-    of every class (train_size and test_size are split evenly; a remainder is dropped).
+    of every class (train_size and test_size are split evenly; a remainder is dropped). With ``fields`` the template
+    fills {name} for each of those columns of ``data`` instead of {text} alone (each cut to ``max_words``).
     """
     where = where or f"task '{name}'"
-    check_template(template, where)
+    check_template(template, where, fields=fields)
+    used = placeholders(template, where) if fields is not None else ["text"]
     if not verbalizer:
         raise ContinualError(f"{where}: the verbalizer is empty; map each label to its answer text")
-    columns = data.select_columns(["text", "label"]).to_dict()  # plain lists: row access is slow on a Dataset
+    columns = data.select_columns(used + ["label"]).to_dict()  # plain lists: row access is slow on a Dataset
     absent = sorted({str(lab) for lab in columns["label"]} - {str(k) for k in verbalizer})
     if absent:
         raise ContinualError(f"{where}: label(s) {', '.join(map(repr, absent[:5]))} are absent from the verbalizer "
@@ -76,11 +117,11 @@ def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: 
         raise ContinualError(f"{where}: train_size {train_size} and test_size {test_size} must give each of the "
                              f"{len(classes)} labels at least one example")
 
-    by_class: dict[str, list[str]] = defaultdict(list)
+    by_class: dict[str, list[tuple[str, ...]]] = defaultdict(list)
     seen = set()
-    for text, label in zip(columns["text"], columns["label"]):
-        short = shorten(text, max_words)
-        if short and short not in seen:  # one copy of each text, so train and test never share one
+    for *texts, label in zip(*(columns[f] for f in used), columns["label"]):
+        short = tuple(shorten("" if t is None else t, max_words) for t in texts)
+        if any(short) and short not in seen:  # one copy of each text, so train and test never share one
             seen.add(short)
             by_class[str(label)].append(short)
     rng = random.Random(f"{name}:{seed}")
@@ -99,12 +140,15 @@ def choice_task(name: str, data: Dataset, verbalizer: dict[str, str], template: 
     rng.shuffle(test_rows)
 
     candidates = [verbal[str(c)] for c in classes]
+
+    def prompt(texts: tuple[str, ...]) -> str:
+        return render(template, dict(zip(used, texts)))
     train = Dataset.from_dict({
-        "prompt": [template.replace(TEXT_FIELD, t) for t, _ in train_rows],
+        "prompt": [prompt(t) for t, _ in train_rows],
         "completion": [candidates[i] for _, i in train_rows],
     })
     test = Dataset.from_dict({
-        "prompt": [template.replace(TEXT_FIELD, t) for t, _ in test_rows],
+        "prompt": [prompt(t) for t, _ in test_rows],
         "candidates": [candidates] * len(test_rows),
         "label": [i for _, i in test_rows],
     })
@@ -187,5 +231,9 @@ def fit_to_length(stream, tokenizer, max_length: int):
         return {"prompt": head + " ".join(words[lo:])}
     for task in stream.tasks:
         task.train = task.train.map(fit, load_from_cache_file=False)
+        shortest = min((n_tokens(p) for p in task.train["prompt"]), default=0)
+        if len(task.train) and shortest >= max_length:  # refused now, before the run directory is touched
+            raise ContinualError(f"--max-length {max_length} leaves no answer token in any training example of task "
+                                 f"'{task.name}' (its shortest prompt takes {shortest} tokens); raise --max-length")
     stream.options = {**stream.options, "training_prompts_trimmed_to_fit": trimmed}
     return stream

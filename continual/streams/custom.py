@@ -3,12 +3,15 @@
     name: my-topics                        # optional (default: the file name)
     scenario: class-incremental            # task-, domain- or class-incremental
     kind: choice                           # choice (label scoring) or generation (ROUGE-L); per task too
-    template: "Text: {text}\\nTopic:"       # must hold {text} (choice) or {prompt} (generation)
+    template: "Text: {text}\\nTopic:"       # {text} (choice) or {prompt} (generation), and/or {any column}
     verbalizer: {0: " world", 1: " sports", 2: " business", 3: " science"}   # label -> answer text
+    label_names: {0: World, 1: Sports}     # ids -> names for id-only data (a hub ClassLabel's names by default)
     train_size: 200                        # per task; choice splits are balanced across the task's labels
     test_size: 100
     source: news.csv                       # default source for every task
-    columns: {text: text, label: label}    # the file's column for each field
+    columns: {text: text, label: label}    # the file's column for each field; {text: [title, body]} joins
+    separator: " "                         # between joined columns
+    header: true                           # false for a headerless csv, with names: [label, title, body]
     tasks:
       - name: world-sports
         labels: [0, 1]                     # rows with these labels (default: every label of the source)
@@ -18,20 +21,24 @@
 
 Every task key may also be given at the top level as a default. A source is a local csv/jsonl/parquet file
 (relative to the YAML file) or ``hub:<dataset id>``. Generation tasks map columns prompt and response.
+Labels compare after one normalisation (label_key): 1 in a csv, 1 or "1" in YAML are one label; so are True and
+"true".
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from datasets import Dataset
+
 from continual.config import read_yaml
 from continual.errors import ContinualError
 from continual.streams import sources
-from continual.streams.build import INSTRUCTION_TEMPLATE, choice_task, generation_task
+from continual.streams.build import INSTRUCTION_TEMPLATE, choice_task, generation_task, placeholders, render
 from continual.streams.task import Stream
 
 TASK_KEYS = {"name", "source", "split", "config", "columns", "template", "verbalizer", "labels", "train_size",
-             "test_size", "kind", "max_words"}
+             "test_size", "kind", "max_words", "label_names", "separator", "header", "names"}
 STREAM_KEYS = {"name", "scenario", "description", "tasks"} | (TASK_KEYS - {"name"})
 SCENARIOS = ("task-incremental", "domain-incremental", "class-incremental")
 
@@ -88,6 +95,52 @@ def _positive(value, field: str, where: str) -> int:
     return value
 
 
+def label_key(value) -> str:
+    """One spelling for a label however it was written: 1, 1.0 and "1" are "1"; True, "True" and "true" are
+    "true" (a csv column of ids reads as integers, a YAML key may be either)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
+def _joined(values, separator: str) -> str:
+    parts = [str(v).strip() for v in values if v is not None and str(v).strip()]
+    return separator.join(parts)
+
+
+def _column_list(value, field: str, where: str) -> list[str]:
+    """A field's column(s): a name, or a list of names whose values are joined."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, (str, int)) and not isinstance(n, bool) and str(n).strip() for n in names):
+        raise ContinualError(f"{where}: columns.{field} must be a column name or a list of them, got {value!r}")
+    return [str(n) for n in names]
+
+
+def _label_names(spec: dict, data, label_column: str, where: str) -> dict[str, str]:
+    """{label id: name}: the task's label_names, else the names of a ClassLabel column (hub datasets), else {}."""
+    from datasets import ClassLabel
+    given = spec.get("label_names")
+    if given is not None:
+        if not isinstance(given, dict) or not given or not all(isinstance(v, (str, int)) for v in given.values()):
+            raise ContinualError(f"{where}: label_names must map each label id of the data to its name, e.g. "
+                                 "{1: World, 2: Sports}")
+        return {label_key(k): str(v).strip() for k, v in given.items()}
+    feature = data.features.get(label_column)
+    if isinstance(feature, ClassLabel):
+        return {str(i): name for i, name in enumerate(feature.names)}
+    return {}
+
+
+def _keys(values) -> str:
+    return ", ".join(map(repr, values))
+
+
+BOOLEAN_HINT = ("; YAML reads unquoted yes/no/on/off/true/false as booleans: quote labels that are words")
+
+
 def build_task(spec: dict, folder: Path, seed: int, where: str):
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -98,67 +151,120 @@ def build_task(spec: dict, folder: Path, seed: int, where: str):
         raise ContinualError(f"{where}: kind must be 'choice' or 'generation', got {kind!r}")
     if "source" not in spec:
         raise ContinualError(f"{where}: no source; give a csv/jsonl/parquet file or hub:<dataset id>")
-    data = load_source(spec["source"], spec.get("split", "train"), spec.get("config"), folder, where)
+    header, names = spec.get("header", True), spec.get("names")
+    if not isinstance(header, bool):
+        raise ContinualError(f"{where}: header must be true or false, got {header!r}")
+    if names is not None and (not isinstance(names, list) or not names or
+                              not all(isinstance(n, str) and n.strip() for n in names)):
+        raise ContinualError(f"{where}: names must be a list of column names, one per column of the file")
+    data = load_source(spec["source"], spec.get("split", "train"), spec.get("config"), folder, where, header, names)
+    source = f"{where}: source '{spec['source']}'"
     fields = ("text", "label") if kind == "choice" else ("prompt", "response")
     columns = spec.get("columns") or {}
     if not isinstance(columns, dict):
         raise ContinualError(f"{where}: columns must map {' and '.join(fields)} to the file's column names")
-    stray = sorted(set(columns) - set(fields))
+    stray = sorted(set(map(str, columns)) - set(fields))
     if stray:
-        raise ContinualError(f"{where}: columns may map only {', '.join(fields)}, not {', '.join(map(str, stray))}")
-    mapped = {f: str(columns.get(f, f)) for f in fields}
-    sources.require_columns(data, list(mapped.values()), f"{where}: source '{spec['source']}'")
-    data = data.select_columns(list(dict.fromkeys(mapped.values())))
-    data = data.map(lambda r: {f: r[c] for f, c in mapped.items()}, remove_columns=data.column_names)
+        raise ContinualError(f"{where}: columns may map only {', '.join(fields)}, not {', '.join(stray)}")
+    separator = spec.get("separator", " ")
+    if not isinstance(separator, str):
+        raise ContinualError(f"{where}: separator (between joined columns) must be a string, got {separator!r}")
     train_size = _positive(spec.get("train_size", 200 if kind == "choice" else 0), "train_size", where)
     test_size = _positive(spec.get("test_size", 100 if kind == "choice" else 25), "test_size", where)
-    if len(data) == 0:
-        raise ContinualError(f"{where}: source '{spec['source']}' gives no rows")
+    template = spec.get("template", INSTRUCTION_TEMPLATE if kind == "generation" else "Text: {text}\nLabel:")
+    if not isinstance(template, str):
+        raise ContinualError(f"{where}: template must be a string")
+    field = fields[0]  # the template's own placeholder: {text} or {prompt}; any other names a column of the file
+    named = [n for n in placeholders(template, where) if n != field]
+    if named:
+        sources.require_columns(data, named, f"{source} (named in the template)")
+    need_field = f"{{{field}}}" in template or not named
+    mapped = {f: _column_list(columns.get(f, f), f, where) for f in fields if f != field or need_field}
+    if len(mapped.get(fields[1], [])) > 1 and kind == "choice":
+        raise ContinualError(f"{where}: columns.label must be one column, got {columns['label']!r}")
+    sources.require_columns(data, list(dict.fromkeys(c for cs in mapped.values() for c in cs)), source)
+    wanted = list(dict.fromkeys([c for cs in mapped.values() for c in cs] + named))
+    rows = data.select_columns(wanted).to_dict()  # plain lists: labels keep their type only until compared
+    table = {f: [_joined(vs, separator) for vs in zip(*(rows[c] for c in cs))] for f, cs in mapped.items()
+             if f != fields[1] or kind == "generation"}
+    table |= {n: ["" if v is None else str(v) for v in rows[n]] for n in named}
+    if not len(data):
+        raise ContinualError(f"{source} gives no rows")
 
     if kind == "generation":
-        template = spec.get("template", INSTRUCTION_TEMPLATE)
-        if not isinstance(template, str):
-            raise ContinualError(f"{where}: template must be a string")
-        return generation_task(name, data, train_size, test_size, seed, template=template,
+        if named:  # the columns are filled in here; the template left for the task is the whole prompt
+            fill = named + ([field] if need_field else [])
+            table["prompt"] = [render(template, {n: table[n][i] for n in fill}) for i in range(len(data))]
+            template = "{prompt}"
+        pairs = Dataset.from_dict({"prompt": table["prompt"], "response": table["response"]})
+        return generation_task(name, pairs, train_size, test_size, seed, template=template,
                                max_words=_positive(spec.get("max_words", 40), "max_words", where), where=where)
 
-    verbalizer = spec.get("verbalizer")
-    if not isinstance(verbalizer, dict) or not verbalizer:
+    label_names = _label_names(spec, data, mapped["label"][0], where)
+
+    def canon(value) -> str:
+        key = label_key(value)
+        return label_names.get(key, key)
+    raw_verbalizer = spec.get("verbalizer")
+    if raw_verbalizer is None and label_names:  # the data's own names are the answers
+        raw_verbalizer = {n: f" {n}" for n in label_names.values()}
+    if not isinstance(raw_verbalizer, dict) or not raw_verbalizer:
         raise ContinualError(f"{where}: a choice task needs a verbalizer mapping each label to its answer text, "
-                             "e.g. {positive: ' positive', negative: ' negative'}")
-    if not all(isinstance(v, str) and v.strip() for v in verbalizer.values()):
+                             "e.g. {positive: ' positive', negative: ' negative'} (or label_names for id labels)")
+    if not all(isinstance(v, str) and v.strip() for v in raw_verbalizer.values()):
         raise ContinualError(f"{where}: every verbalizer answer must be a non-empty string")
-    verbalizer = {str(k): v for k, v in verbalizer.items()}
-    data = data.map(lambda r: {"label": str(r["label"])})  # 0 in a csv and 0 in YAML are the same label
+    verbalizer: dict[str, str] = {}
+    for key, answer in raw_verbalizer.items():
+        if canon(key) in verbalizer:
+            same = [k for k in raw_verbalizer if canon(k) == canon(key)]
+            raise ContinualError(f"{where}: verbalizer keys {_keys(same)} are the same label")
+        verbalizer[canon(key)] = answer
+    hint = BOOLEAN_HINT if any(isinstance(k, bool) for k in raw_verbalizer) else ""
+    labels_column = rows[mapped["label"][0]]
+    kept = [i for i, v in enumerate(labels_column) if v is not None and label_key(v) != ""]  # unlabelled rows
+    table = {f: [values[i] for i in kept] for f, values in table.items()}
+    table["label"] = [canon(labels_column[i]) for i in kept]
+    present = list(dict.fromkeys(table["label"]))
     labels = spec.get("labels")
     if labels is not None:
         if not isinstance(labels, list) or not labels:
             raise ContinualError(f"{where}: labels must be a non-empty list of the source's label values")
-        keep = [str(x) for x in labels]
+        keep = list(dict.fromkeys(canon(x) for x in labels))
+        hint = hint or (BOOLEAN_HINT if any(isinstance(x, bool) for x in labels) else "")
         absent = [x for x in keep if x not in verbalizer]
         if absent:
-            raise ContinualError(f"{where}: label(s) {', '.join(map(repr, absent))} are absent from the verbalizer")
-        data = data.filter(lambda r: r["label"] in keep)
-        if len(data) == 0:
-            raise ContinualError(f"{where}: no rows of source '{spec['source']}' have label(s) {', '.join(keep)}")
+            raise ContinualError(f"{where}: label(s) {_keys(absent)} are absent from the verbalizer, whose keys are "
+                                 f"{_keys(verbalizer)}{hint}")
+        wanted = set(keep)
+        chosen = [i for i, lab in enumerate(table["label"]) if lab in wanted]
+        if not chosen:
+            raise ContinualError(f"{source} has no rows with label(s) {_keys(keep)}; its labels are "
+                                 f"{_keys(sorted(present)[:12])}{hint}")
+        table = {f: [values[i] for i in chosen] for f, values in table.items()}
         verbalizer = {k: verbalizer[k] for k in keep}
     else:
-        present = set(data["label"])
-        verbalizer = {k: v for k, v in verbalizer.items() if k in present} or verbalizer
-    template = spec.get("template", "Text: {text}\nLabel:")
-    if not isinstance(template, str):
-        raise ContinualError(f"{where}: template must be a string")
-    return choice_task(name, data, verbalizer, template, train_size, test_size, seed,
-                       max_words=_positive(spec.get("max_words", 32), "max_words", where), where=where)
+        verbalizer = {k: v for k, v in verbalizer.items() if k in set(present)} or verbalizer
+    absent = [x for x in dict.fromkeys(table["label"]) if x not in verbalizer]
+    if absent:
+        raise ContinualError(f"{where}: label(s) {_keys(sorted(absent)[:5])} of the data are absent from the "
+                             f"verbalizer, whose keys are {_keys(verbalizer)}; add them or pick labels with labels: "
+                             f"[...]{hint}")
+    placeheld = ([field] if need_field else []) + named
+    return choice_task(name, Dataset.from_dict(table), verbalizer, template, train_size, test_size, seed,
+                       max_words=_positive(spec.get("max_words", 32), "max_words", where), where=where,
+                       fields=placeheld)
 
 
-def load_source(source, split: str, config, folder: Path, where: str):
+def load_source(source, split: str, config, folder: Path, where: str, header: bool = True,
+                names: list[str] | None = None):
     if not isinstance(source, str) or not source.strip():
         raise ContinualError(f"{where}: source must be a file path or hub:<dataset id>")
     path = Path(source)
     try:
         if source.startswith("hub:"):
+            if not header or names:
+                raise ContinualError("header and names apply to csv files only, not to a hub dataset")
             return sources.load_hub(source[4:], split, config)
-        return sources.load_local(path if path.is_absolute() else folder / path)
+        return sources.load_local(path if path.is_absolute() else folder / path, header, names)
     except ContinualError as exc:
         raise ContinualError(f"{where}: {exc}") from None

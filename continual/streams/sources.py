@@ -238,8 +238,9 @@ def instruction_prompt(instruction: str, extra: str | None, extra_name: str) -> 
 LOCAL_FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-def load_local(path: str | os.PathLike) -> Dataset:
-    """A csv, jsonl or parquet file as a Dataset (via datasets' builders)."""
+def load_local(path: str | os.PathLike, header: bool = True, names: list[str] | None = None) -> Dataset:
+    """A csv, jsonl or parquet file as a Dataset (via datasets' builders). A csv without a header row (AG News is
+    distributed so) is read with ``header=False`` and its column ``names``."""
     import datasets
     path = Path(path)
     kind = LOCAL_FORMATS.get(path.suffix.lower())
@@ -247,8 +248,19 @@ def load_local(path: str | os.PathLike) -> Dataset:
         raise ContinualError(f"data file '{path}' must end in .csv, .jsonl, .json or .parquet")
     if not path.is_file():
         raise ContinualError(f"data file '{path}' does not exist")
+    options = {}
+    if not header or names:
+        if kind != "csv":
+            raise ContinualError(f"data file '{path}': header and names apply to csv files only (a {kind} file "
+                                 "names its own fields)")
+        if not names:
+            raise ContinualError(f"data file '{path}': header: false needs names: [...], one per column of the file")
+        options = {"header": None if not header else "infer", "column_names": [str(n) for n in names]}
+    if kind != "parquet" and _data_lines(path, 1 if kind == "csv" and header else 0) == 0:
+        # datasets would say 'Instruction "train" corresponds to no data!' for a header-only or empty file
+        raise ContinualError(f"data file '{path}' has no rows" + (" (only a header)" if path.stat().st_size else ""))
     try:
-        data = datasets.load_dataset(kind, data_files=str(path), split="train")
+        data = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ContinualError(f"data file '{path}' cannot be read as {kind}: {reason}") from None
@@ -257,8 +269,41 @@ def load_local(path: str | os.PathLike) -> Dataset:
     return data
 
 
+def _data_lines(path: Path, skip: int) -> int:
+    """0 when the file holds no non-blank line after its first ``skip`` ones, else 1 (read no further)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        seen = 0
+        for line in handle:
+            if line.strip():
+                seen += 1
+                if seen > skip:
+                    return 1
+    return 0
+
+
+def looks_like_data(columns: list[str]) -> bool:
+    """Whether a csv's column names look like a data row read as its header: a number, or a sentence."""
+    def data_like(name: str) -> bool:
+        try:
+            float(name)
+            return True
+        except ValueError:
+            return len(name.split()) > 3 or len(name) > 40
+    return any(data_like(str(c)) for c in columns)
+
+
+def _short(name: str, width: int = 40) -> str:
+    name = str(name)
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 def require_columns(dataset: Dataset, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
+        hint = ""
+        if looks_like_data(dataset.column_names):
+            hint = ("; its first row looks like data, not column names: for a file without a header row set "
+                    "header: false and names: [...] in the stream YAML")
         raise ContinualError(f"{source} lacks column(s) {', '.join(missing)}; it has: "
-                             f"{', '.join(dataset.column_names)} (map yours with `columns:` in the stream YAML)")
+                             f"{', '.join(map(_short, dataset.column_names))}"
+                             f"{hint or ' (map yours with `columns:` in the stream YAML)'}")
