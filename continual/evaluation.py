@@ -12,7 +12,8 @@ another: continual.answer_metrics) of greedy generations against the references,
 ``ref_loglik`` the mean per-token log-likelihood of the references.
 
 ``accuracy`` is the value in the accuracy matrix (the task's ``scored_by`` metric, which ``metric`` names):
-``logprob_accuracy`` or ``answer_score``. Generations stop at a line break, or after the split's longest reference
+``logprob_accuracy`` or ``answer_score``; ``stderr`` its standard error over the split's ``n`` examples
+(``standard_error``: binomial for a 0/1 score, the sample standard deviation over sqrt(n) for a graded one). Generations stop at a line break, or after the split's longest reference
 plus SLACK_TOKENS tokens (a choice task's: its longest label plus LABEL_SLACK_TOKENS; at most MAX_NEW_TOKENS, or the
 task's ``max_answer_tokens``): a longer answer could only lower precision.
 
@@ -42,6 +43,19 @@ SLACK_TOKENS = 16  # and at most this many more than the split's longest referen
 LABEL_SLACK_TOKENS = 4  # a choice task's generated answer: the longest label's tokens and this many more
 PREDICTION_COLUMNS = ["after", "task", "split", "index", "prompt", "label", "predicted", "correct", "label_index",
                       "predicted_index", "score"]
+
+
+def standard_error(per_example) -> float:
+    """Standard error of a mean over examples: sqrt(p(1 - p) / n) when every example scores 0 or 1 (an accuracy:
+    the binomial standard error), else the sample standard deviation (ddof 1) over sqrt(n); NaN when undefined."""
+    values = np.asarray(per_example, dtype=float)
+    n = len(values)
+    if n == 0:
+        return math.nan
+    if np.isin(values, (0.0, 1.0)).all():
+        p = values.mean()
+        return float(math.sqrt(p * (1 - p) / n))
+    return float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
 
 
 def capped(dataset: Dataset, cap: int) -> Dataset:
@@ -110,8 +124,11 @@ def _choice_rows(model, tokenizer, task, splits, after, space, batch_size, progr
                          "correct": bool(k == y), "label_index": int(y), "predicted_index": int(k),
                          "score": math.nan if generated is None else float(generated_scores[part][i])}
                         for i, (p, c, y, k) in enumerate(zip(ds["prompt"], cands, labels[name], predicted[part]))]
+        per_example = (generated_scores[part] if task.scored_by != "accuracy" else
+                       np.asarray(predicted[part]) == np.asarray(labels[name]))
         rows.append({"after": after, "task": task.name, "split": name, "metric": task.scored_by,
                      "accuracy": answer if task.scored_by != "accuracy" else logprob,
+                     "stderr": standard_error(per_example),
                      "accuracy_norm": sub.accuracy(labels[name], normalise=True), "logprob_accuracy": logprob,
                      "answer_score": answer, "ref_loglik": math.nan,
                      "n_labels": len(space) if space else len(ds[0]["candidates"]) if len(ds) else 0, "n": len(ds)})
@@ -135,6 +152,6 @@ def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress
                         for i, (p, r, g, f) in enumerate(zip(prompts, references, generated, scored))]
         mean = float(scored.mean()) if len(scored) else math.nan
         rows.append({"after": after, "task": task.name, "split": name, "metric": metric, "accuracy": mean,
-                     "accuracy_norm": math.nan, "logprob_accuracy": math.nan, "answer_score": mean,
+                     "stderr": standard_error(scored), "accuracy_norm": math.nan, "logprob_accuracy": math.nan, "answer_score": mean,
                      "ref_loglik": float(loglik.mean()) if len(loglik) else math.nan, "n_labels": 0, "n": len(ds)})
     return rows

@@ -2,10 +2,12 @@
 checkpoint), used by the runner, the Python API, compare, plots and the report.
 
   config.yaml          the resolved config, its hash, what was resolved (model source, device, tasks), versions
-  scores.csv           long form: after, task, split, metric, accuracy, accuracy_norm, ref_loglik, n_labels, n
+  scores.csv           long form: after, task, split, metric, accuracy, stderr, accuracy_norm, ref_loglik,
+                       n_labels, n
                        (every split of every task after every row); every matrix is built from it
   matrix.csv           accuracy matrix R: row ``base`` then one row per stage (named after the task trained);
                        one column per task; values from each task's matrix split
+  matrix_stderr.csv    the standard error of each cell of R (binomial for accuracies; scores.csv's stderr)
   matrix_<split>.csv   the same for the other evaluation splits (facts: reversed, heldout)
   matrix_logprob.csv,  where tasks are scored both ways (benchmark streams): the log-probability accuracy and the
   matrix_answer.csv    generated answer's score (exact match), whichever of them is not matrix.csv
@@ -158,6 +160,14 @@ class Run:
     def matrix(self) -> pd.DataFrame:
         """R: rows base then stages, one column per task, each task's matrix split."""
         return matrix_frame(self.scores, self.matrix_split, self.rows, self.tasks)
+
+    @property
+    def matrix_stderr(self) -> pd.DataFrame | None:
+        """The standard error of each cell of R (scores.csv's ``stderr``: binomial for accuracies, over the cell's
+        ``n`` examples); None for runs written before it was recorded."""
+        if "stderr" not in self.scores:
+            return None
+        return matrix_frame(self.scores, self.matrix_split, self.rows, self.tasks, values="stderr")
 
     def split_matrix(self, split: str) -> pd.DataFrame:
         return matrix_frame(self.scores, split, self.rows, self.tasks)
@@ -392,6 +402,8 @@ class RunDir:
         """Every result file of the rows so far: scores, the matrices built from them, probe rows, losses."""
         self.write_csv("scores.csv", run.scores)
         self.write_csv("matrix.csv", run.matrix, index=True)
+        if run.matrix_stderr is not None:
+            self.write_csv("matrix_stderr.csv", run.matrix_stderr, index=True)
         for split, frame in run.splits.items():
             self.write_csv(f"matrix_{split}.csv", frame, index=True)
         for metric, frame in run.metric_matrices.items():

@@ -107,3 +107,28 @@ def test_reference_loglik_is_a_mean_per_token(tiny):
     one = reference_loglik(tiny.model, tiny.tokenizer, ["Say:"], ["hello"])
     two = reference_loglik(tiny.model, tiny.tokenizer, ["Say:"], ["hello hello hello"])
     assert one.shape == (1,) and one[0] < 0 and two[0] < 0 and one[0] != two[0]
+
+
+def test_standard_errors_follow_the_binomial_and_sample_formulas():
+    assert evaluation.standard_error([1, 0, 1, 1]) == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+    assert evaluation.standard_error([1, 1, 1]) == 0.0
+    graded = [0.2, 0.5, 0.9]
+    assert evaluation.standard_error(graded) == pytest.approx(np.std(graded, ddof=1) / math.sqrt(3))
+    assert math.isnan(evaluation.standard_error([])) and math.isnan(evaluation.standard_error([0.4]))
+
+
+def test_score_rows_carry_the_binomial_standard_error_of_their_accuracy(monkeypatch):
+    """Every other example answered wrong: accuracy 0.5 over n examples, stderr sqrt(0.25 / n)."""
+    calls = []
+
+    def half_right(model, tokenizer, prompts, candidates, **kw):
+        calls.append(1)
+        logprob = [np.array([0.0 if (c.strip() == p.split()[0]) == (i % 2 == 0) else -5.0 for c in cands])
+                   for i, (p, cands) in enumerate(zip(prompts, candidates))]
+        return CandidateScores(logprob, [np.ones(len(c), dtype=int) for c in candidates])
+    monkeypatch.setattr(evaluation, "score_candidates", half_right)
+    stream = class_stream("task-incremental")
+    rows = evaluation.evaluate_stream(None, None, stream, make_strategy("naive"), "base", -1)
+    for row in rows:
+        assert row["accuracy"] == pytest.approx(0.5)
+        assert row["stderr"] == pytest.approx(math.sqrt(0.25 / row["n"]))

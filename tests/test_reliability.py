@@ -340,3 +340,16 @@ def test_generated_stream_files_are_refused_in_one_line(tmp_path_factory, spec, 
     code, lines = cli(args + ["--stream", str(folder / "s.yaml"), "--out", str(folder / "run")])
     one_error(code, lines)
     assert not (folder / "run").exists()
+
+
+def test_a_run_writes_each_cells_standard_error_beside_the_matrix(made):
+    out = made / "finished"
+    matrix = pd.read_csv(out / "matrix.csv", index_col="after")
+    stderr = pd.read_csv(out / "matrix_stderr.csv", index_col="after")
+    scores = values(out).set_index(["after", "task", "split"])
+    assert list(stderr.index) == list(matrix.index) and list(stderr.columns) == list(matrix.columns)
+    for row in matrix.index:
+        for task in matrix.columns:
+            n = scores.loc[(row, task, "train"), "n"]
+            p = matrix.loc[row, task]
+            assert stderr.loc[row, task] == pytest.approx((p * (1 - p) / n) ** 0.5)
