@@ -141,6 +141,14 @@ def print_result(result) -> None:
           f"wall time {s['wall_time_s']:.0f} s; peak memory {s['peak_memory_mb']:.0f} MB ({s['peak_memory_kind']})")
 
 
+def print_comparison(results) -> None:
+    """The strategies of one multi-strategy run side by side (the table `continual compare` writes)."""
+    from continual.compare import compare_table, to_markdown
+    print(f"\n== comparison of {len(results)} strategies (continual compare "
+          f"{results[0].path.parent} writes it as .md/.csv/.tex)")
+    print(to_markdown(compare_table(results)))
+
+
 class _StderrLines(logging.Handler):
     """One ``continual: <level>: <message>`` line on whatever sys.stderr is when the record is emitted."""
 
@@ -182,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from continual.bench import BenchConfig, main_bench
             return main_bench(options.build(BenchConfig, options.given(args, BenchConfig)))
-        from continual.runner import run
-        results = run(run_config(args))
         from continual import distributed
-        for result in (results if isinstance(results, list) else [results]) if distributed.is_main() else []:
-            print_result(result)  # data-parallel runs: once, from the main process
+        from continual.runner import run
+        # each strategy's tables as its run finishes; data-parallel runs print once, from the main process
+        results = run(run_config(args), on_finish=print_result if distributed.is_main() else None)
+        if isinstance(results, list) and distributed.is_main():
+            print_comparison(results)
         return 0
     except ContinualError as exc:
         print(f"continual: error: {exc}", file=sys.stderr)

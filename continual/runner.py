@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -47,11 +48,13 @@ from strategies import StageContext, make_strategy
 RunResult = Run  # what ``continual.run`` returns: the run directory's contents, in memory
 
 
-def run(config: RunConfig | None = None, **overrides) -> Run | list[Run]:
+def run(config: RunConfig | None = None, *, on_finish: Callable[[Run], None] | None = None,
+        **overrides) -> Run | list[Run]:
     """Run one strategy (a Run) or several comma-separated ones into OUT/<strategy>/ (a list).
 
     A strategy may be a '+' combination of parts; ``strategy_options`` keys are '<part>.<option>' and go to every
-    run whose strategy has that part.
+    run whose strategy has that part. ``on_finish(run)`` is called as each strategy's run finishes (the CLI prints
+    its tables then, not after the last one).
     """
     config = dataclasses.replace(config or RunConfig(), **overrides)
     specs = [s.strip() for s in config.strategy.split(",")]
@@ -70,7 +73,11 @@ def run(config: RunConfig | None = None, **overrides) -> Run | list[Run]:
                for spec in specs]
     for c in configs:
         resolve(c)  # every option of every run checked before the first run starts
-    results = [run_one(c) for c in configs]
+    results = []
+    for c in configs:
+        results.append(run_one(c))
+        if on_finish is not None:
+            on_finish(results[-1])
     return results[0] if len(specs) == 1 else results
 
 

@@ -80,10 +80,13 @@ def test_every_strategy_runs_from_one_command(tmp_path, capsys):
                  "kl.tokens=20", "--no-progress", "--no-plots", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
+    comparison = printed.index(f"== comparison of {len(list(STRATEGIES))} strategies")
+    table = printed[comparison:]
     for name in STRATEGIES:
         summary = continual.load_result(out / name).summary
         assert summary["status"] == "completed" and summary["strategy"] == name
-        assert f"/ {name} / tiny" in printed
+        assert printed.index(f"/ {name} / tiny") < comparison  # each run's tables as it finished, then the table
+        assert f"| {name} |" in table
     joint = continual.load_result(out / "joint")
     assert list(joint.matrix.index) == ["base", "joint"] and joint.summary["bwt"] is None
     assert len(joint.losses) == 2 * 3  # as many steps as all stages together
