@@ -86,13 +86,15 @@ def check_folder(folder: str) -> None:
     """A local model folder holds a loadable config and tokenizer files (before anything loads or is written)."""
     from transformers import AutoConfig
     files = set(os.listdir(folder))
-    if "config.json" not in files:
-        listing = ", ".join(sorted(files)[:10]) or "no files"
-        raise ContinualError(f"model folder '{folder}' has no config.json (it has: {listing}); {SAVE_HINT}")
-    try:
-        AutoConfig.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ContinualError(f"model folder '{folder}': config.json cannot be loaded: {_first_line(exc)}") from None
+    # a peft adapter folder (an exported LoRA run) has no config.json: transformers loads its base model
+    if "adapter_config.json" not in files or "config.json" in files:
+        if "config.json" not in files:
+            listing = ", ".join(sorted(files)[:10]) or "no files"
+            raise ContinualError(f"model folder '{folder}' has no config.json (it has: {listing}); {SAVE_HINT}")
+        try:
+            AutoConfig.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ContinualError(f"model folder '{folder}': config.json cannot be loaded: {_first_line(exc)}") from None
     if not files & set(TOKENIZER_FILES):
         raise ContinualError(f"model folder '{folder}' has no tokenizer files (none of {', '.join(TOKENIZER_FILES)});"
                              f" {SAVE_HINT}")

@@ -110,6 +110,18 @@ def test_columns_join_and_named_placeholders(tmp_path):
     assert cue == "Topic:"
 
 
+def test_generation_tasks_fill_named_placeholders_and_join_columns(tmp_path):
+    pd.DataFrame([{"question": f"what is {i} plus one", "context": f"counting {i}", "answer": str(i + 1),
+                   "unit": "apples"} for i in range(8)]).to_json(tmp_path / "qa.jsonl", orient="records", lines=True)
+    path = write_stream(tmp_path, scenario="task-incremental", source="qa.jsonl", kind="generation",
+                        columns={"response": ["answer", "unit"]}, train_size=0, test_size=2,
+                        template="Q: {question}\nContext: {context}\nA:", tasks=[{"name": "sums"}])
+    task = get_stream(str(path)).tasks[0]
+    assert len(task.train) == 6 and task.eval["test"]["reference"][0].endswith(" apples")
+    assert all(p.startswith("Q: what is ") and "\nContext: counting " in p and p.endswith("\nA:")
+               for p in task.train["prompt"])
+
+
 def write_ag_news(path, per_label=6):
     """AG News' own layout: no header, every field quoted, class ids 1-4, title, description."""
     with open(path, "w", newline="") as handle:

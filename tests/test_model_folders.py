@@ -89,6 +89,20 @@ def test_a_folder_without_tokenizer_files_is_refused_in_one_line(tmp_path, capsy
     assert not out.exists()
 
 
+def test_folders_without_a_config_or_with_another_models_tokenizer_are_refused(tmp_path):
+    from continual.errors import ContinualError
+    from continual.models import load_model
+    folder = model_folder(tmp_path / "gpt2", "gpt2")
+    (folder / "config.json").unlink()
+    with pytest.raises(ContinualError, match="has no config.json .it has: .*model.safetensors"):
+        load_model(str(folder))
+    small = tmp_path / "small"  # 64 embeddings, but the tokenizer's ids reach 511
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(small)
+    build_tiny_tokenizer().save_pretrained(small)
+    with pytest.raises(ContinualError, match="beyond the model's 64 embeddings"):
+        load_model(str(small))
+
+
 def test_lora_targets_the_model_lacks_are_refused_naming_its_linear_modules(tmp_path, capsys):
     folder = model_folder(tmp_path / "gpt2", "gpt2")
     out = tmp_path / "out"
