@@ -185,12 +185,19 @@ def bad_cases(folder):
             write_stream(folder, "nonames.yaml", source="ag.csv", header=False, tasks=tasks),
             "header: false needs names: [...]"),
         "yaml booleans for word labels": (yes_no, "quote labels that are words"),
+        "template without a placeholder": (
+            write_stream(folder, "bare.yaml", source="news.csv", label_names=NAMES, template="Topic:", tasks=tasks),
+            "lacks the placeholder {text} (or a column of the file in braces: {label}, {title}, {description})"),
+        "template shows the label": (
+            write_stream(folder, "leak.yaml", source="news.csv", label_names=NAMES, template="{title} {label}:",
+                         tasks=tasks),
+            "shows the label column {label}"),
     }
 
 
 CASES = ["headerless read with a header", "header-only csv", "empty csv", "label absent from the verbalizer",
          "labels no row has", "template names a missing column", "header false without names",
-         "yaml booleans for word labels"]
+         "yaml booleans for word labels", "template without a placeholder", "template shows the label"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -27,6 +27,7 @@ Labels compare after one normalisation (label_key): 1 in a csv, 1 or "1" in YAML
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from datasets import Dataset
@@ -36,6 +37,8 @@ from continual.errors import ContinualError
 from continual.streams import sources
 from continual.streams.build import INSTRUCTION_TEMPLATE, choice_task, generation_task, placeholders, render
 from continual.streams.task import Stream
+
+log = logging.getLogger("continual")
 
 TASK_KEYS = {"name", "source", "split", "config", "columns", "template", "verbalizer", "labels", "train_size",
              "test_size", "kind", "max_words", "label_names", "separator", "header", "names"}
@@ -104,6 +107,22 @@ def label_key(value) -> str:
         return str(int(value))
     text = str(value).strip()
     return text.lower() if text.lower() in ("true", "false") else text
+
+
+def _blank_rows(table: dict[str, list[str]], fields: list[str], named: list[str], source: str) -> set[int]:
+    """Rows with a blank (empty or missing) text, prompt or response — or, for a template of named columns only,
+    with every one of them blank — are skipped, counted in one warning naming the file's rows: never trained or
+    scored as an empty text (or as the text "None")."""
+    n = len(next(iter(table.values()), []))
+    if fields:
+        blank = [i for i in range(n) if any(not table[f][i].strip() for f in fields)]
+    else:
+        blank = [i for i in range(n) if all(not table[f][i].strip() for f in named)]
+    if blank:
+        shown = ", ".join(str(i + 1) for i in blank[:5]) + (" ..." if len(blank) > 5 else "")
+        log.warning("%s: skipped %d row(s) with a blank %s (data rows %s)", source, len(blank),
+                    " or ".join(fields or named), shown)
+    return set(blank)
 
 
 def _joined(values, separator: str) -> str:
@@ -175,11 +194,18 @@ def build_task(spec: dict, folder: Path, seed: int, where: str):
     if not isinstance(template, str):
         raise ContinualError(f"{where}: template must be a string")
     field = fields[0]  # the template's own placeholder: {text} or {prompt}; any other names a column of the file
+    if not placeholders(template, where):
+        columns_named = ", ".join("{" + str(c) + "}" for c in data.column_names[:8])
+        raise ContinualError(f"{where}: prompt template {template!r} lacks the placeholder {{{field}}} (or a column "
+                             f"of the file in braces: {columns_named})")
     named = [n for n in placeholders(template, where) if n != field]
     if named:
         sources.require_columns(data, named, f"{source} (named in the template)")
     need_field = f"{{{field}}}" in template or not named
     mapped = {f: _column_list(columns.get(f, f), f, where) for f in fields if f != field or need_field}
+    if kind == "choice" and mapped["label"][0] in named:
+        raise ContinualError(f"{where}: prompt template {template!r} shows the label column "
+                             f"{{{mapped['label'][0]}}}, the answer the model is to give; template other columns")
     if len(mapped.get(fields[1], [])) > 1 and kind == "choice":
         raise ContinualError(f"{where}: columns.label must be one column, got {columns['label']!r}")
     sources.require_columns(data, list(dict.fromkeys(c for cs in mapped.values() for c in cs)), source)
@@ -190,6 +216,10 @@ def build_task(spec: dict, folder: Path, seed: int, where: str):
     table |= {n: ["" if v is None else str(v) for v in rows[n]] for n in named}
     if not len(data):
         raise ContinualError(f"{source} gives no rows")
+    blank = _blank_rows(table, [f for f in mapped if f != "label"], named, source)
+    if blank:
+        table = {f: [v for i, v in enumerate(values) if i not in blank] for f, values in table.items()}
+        rows = {c: [v for i, v in enumerate(values) if i not in blank] for c, values in rows.items()}
 
     if kind == "generation":
         if named:  # the columns are filled in here; the template left for the task is the whole prompt
