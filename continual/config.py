@@ -20,7 +20,8 @@ from continual.errors import ContinualError
 from continual.options import Options, option, read_yaml  # noqa: F401  (read_yaml: re-exported for streams)
 
 # Fields that do not change any result: left out of the run's identity hash.
-NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint", "gradient_checkpointing", "plots")
+NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint", "gradient_checkpointing", "plots",
+              "report_to")
 DATA_SOURCES = ("offline", "hub")  # where built-in streams and the general text read their data
 DEFAULT_PROBES = "cloze,perplexity,kl"
 
@@ -92,6 +93,9 @@ class RunConfig(Options):
     keep_checkpoint: bool = option(False, "keep the last stage's checkpoint after the run completes")
     progress: bool = option(True, "show progress bars")
     plots: bool = option(True, "draw RUN/plots/ when the run completes")
+    report_to: str = option("none", "experiment tracking of every stage's training losses (the Trainer's report_to): "
+                            "none, tensorboard (events in RUN/logs/stage<i>-<task>), wandb, or any installed "
+                            "transformers integration, comma-separated")
 
     def check(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -106,6 +110,8 @@ class RunConfig(Options):
             raise ContinualError("order must be given, reversed, random or a comma-separated list of tasks")
         if not [p for p in self.probe.split(",") if p.strip()]:
             raise ContinualError("probe must name at least one probe (see `continual list`)")
+        from continual.training import check_report_to
+        check_report_to(self.report_to)
 
     def identity(self, data: str | None = None) -> dict:
         """Every field that can change a number; ``data``: the stream's fingerprint (Stream.fingerprint), so the

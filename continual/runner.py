@@ -48,13 +48,14 @@ from strategies import StageContext, make_strategy
 RunResult = Run  # what ``continual.run`` returns: the run directory's contents, in memory
 
 
-def run(config: RunConfig | None = None, *, on_finish: Callable[[Run], None] | None = None,
+def run(config: RunConfig | None = None, *, on_finish: Callable[[Run], None] | None = None, callbacks=(),
         **overrides) -> Run | list[Run]:
     """Run one strategy (a Run) or several comma-separated ones into OUT/<strategy>/ (a list).
 
     A strategy may be a '+' combination of parts; ``strategy_options`` keys are '<part>.<option>' and go to every
     run whose strategy has that part. ``on_finish(run)`` is called as each strategy's run finishes (the CLI prints
-    its tables then, not after the last one).
+    its tables then, not after the last one). ``callbacks``: transformers ``TrainerCallback``s (classes or
+    instances) added to every stage's Trainer, besides the run's own (``report_to`` picks the Trainer's trackers).
     """
     config = dataclasses.replace(config or RunConfig(), **overrides)
     specs = [s.strip() for s in config.strategy.split(",")]
@@ -75,7 +76,7 @@ def run(config: RunConfig | None = None, *, on_finish: Callable[[Run], None] | N
         resolve(c)  # every option of every run checked before the first run starts
     results = []
     for c in configs:
-        results.append(run_one(c))
+        results.append(run_one(c, callbacks=callbacks))
         if on_finish is not None:
             on_finish(results[-1])
     return results[0] if len(specs) == 1 else results
@@ -245,7 +246,7 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
 
 
-def run_one(config: RunConfig) -> Run:
+def run_one(config: RunConfig, callbacks=()) -> Run:
     import datasets
     import transformers
     datasets.disable_progress_bars()  # library-internal bars (map, weight loading, shard writing) are noise here;
@@ -331,7 +332,7 @@ def run_one(config: RunConfig) -> Run:
                                batch_size=config.batch_size, general_source=config.general_text,
                                max_length=config.max_length, save=run_dir.save_strategy_file)
             t0 = time.time()
-            losses += train_stage(model, strategy, ctx, config, stage.steps)
+            losses += train_stage(model, strategy, ctx, config, stage.steps, callbacks=callbacks)
             t1 = time.time()
             last = i == len(stages) - 1
             scored = evaluate_stream(model, tokenizer, stream, strategy, stage.name, stage.seen, config.eval_cap,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -276,6 +277,9 @@ class StageSettings:
     max_length: int = 64
     progress: bool = False
     output_dir: str | None = None
+    report_to: str = "none"  # the Trainer's experiment tracking: none, tensorboard, wandb, ... (comma-separated)
+    logging_dir: str | None = None  # where a tracker that writes files (TensorBoard) puts this stage's events
+    run_name: str | None = None  # this stage's name in a tracker (W&B's run name)
 
 
 def training_arguments(settings: StageSettings, args_class=TrainingArguments, **extra) -> TrainingArguments:
@@ -295,13 +299,48 @@ def training_arguments(settings: StageSettings, args_class=TrainingArguments, **
         max_steps=s.steps, per_device_train_batch_size=s.batch_size, learning_rate=s.lr, weight_decay=0.0,
         lr_scheduler_type=s.scheduler, warmup_steps=s.warmup_steps, max_grad_norm=s.max_grad_norm,
         seed=s.seed, data_seed=s.seed, logging_strategy="steps", logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=not s.progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
+        report_to=report_to_list(s.report_to), run_name=s.run_name, disable_tqdm=not s.progress, use_cpu=not on_cuda, logging_nan_inf_filter=False,
         bf16=bf16, dataloader_num_workers=0, torch_compile=s.compile, train_sampling_strategy="sequential",
         optim="adamw_torch_fused" if on_cuda else "adamw_torch", remove_unused_columns=False,
         **{checkpointing: s.gradient_checkpointing}, **extra)
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def report_to_list(value: str) -> list[str]:
+    """--report-to as the Trainer takes it: ["none"], ["all"] or the integrations' names."""
+    names = [n.strip() for n in str(value or "none").split(",") if n.strip()]
+    return names or ["none"]
+
+
+def check_report_to(value: str) -> None:
+    """One line for a tracker transformers does not know or that is not installed."""
+    names = report_to_list(value)
+    if names in (["none"], ["all"]):
+        return
+    from transformers.integrations.integration_utils import (INTEGRATION_TO_CALLBACK,
+                                                             get_available_reporting_integrations)
+    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ContinualError(f"report_to: unknown tracker(s) {', '.join(unknown)}; choose none, all or of: "
+                             f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+    missing = [n for n in names if n not in get_available_reporting_integrations()]
+    if missing:
+        raise ContinualError(f"report_to {', '.join(missing)}: not installed in this environment; "
+                             f"pip install {' '.join(missing)} (or --report-to none)")
+
+
+def point_trackers(trainer, settings: StageSettings) -> None:
+    """Trackers that write files (TensorBoard) write this stage's events into RUN/logs/stage<i>-<task>: the
+    Trainer's own default is its output folder, a temporary one here. TENSORBOARD_LOGGING_DIR still wins."""
+    if settings.logging_dir is None:
+        return
+    from transformers.integrations import TensorBoardCallback
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is None and \
+                not os.getenv("TENSORBOARD_LOGGING_DIR"):
+            callback.logging_dir = settings.logging_dir
 
 
 def train_stage(model, strategy, ctx, config, steps: int, callbacks=()) -> list[dict]:
@@ -322,8 +361,12 @@ def train_stage(model, strategy, ctx, config, steps: int, callbacks=()) -> list[
             device=ctx.device, scheduler=config.scheduler, warmup_steps=config.warmup_steps,
             max_grad_norm=config.max_grad_norm, precision=config.precision, compile=config.compile,
             gradient_checkpointing=config.gradient_checkpointing, packing=config.packing,
-            max_length=config.max_length, progress=config.progress, output_dir=scratch)
+            max_length=config.max_length, progress=config.progress, output_dir=scratch,
+            report_to=getattr(config, "report_to", "none") or "none",
+            logging_dir=os.path.join(config.out, "logs", f"stage{ctx.index}-{ctx.task.name}"),
+            run_name=f"{os.path.basename(os.path.normpath(config.out))}/{ctx.task.name}")
         trainer = strategy.build_trainer(model, batches, ctx, settings, [recorder, *callbacks], strategy)
+        point_trackers(trainer, settings)
         quiet_logs(trainer)
         trainer.train()
     model.eval()

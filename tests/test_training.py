@@ -251,3 +251,52 @@ def test_bf16_autocast_loss_matches_fp32_loosely(tmp_path):
         first.append(recorder.rows[0]["loss"])
     assert first[1] == pytest.approx(first[0], rel=2e-2)
     assert first[1] != first[0]  # autocast did run in bf16
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+
+TRACKED = dict(stream="facts", strategy="naive", model="tiny", steps=3, batch_size=4,
+               stream_options={"facts.camp_size": 3}, probe="kl", probe_options={"kl.tokens": 50}, progress=False,
+               plots=False, lr=1e-3)
+
+
+def test_report_to_tensorboard_writes_each_stages_loss_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import continual
+    from transformers import TrainerCallback
+
+    class Steps(TrainerCallback):  # a public Trainer callback from the Python API
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
+
+    steps = Steps()
+    result = continual.run(out=str(tmp_path / "run"), report_to="tensorboard", callbacks=[steps], **TRACKED)
+    assert steps.seen == [1, 2, 3] * 3  # every step of the three stages
+    logs = tmp_path / "run" / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["stage0-hogwarts", "stage1-middle-earth", "stage2-galaxy"]
+    for stage, folder in zip(["hogwarts", "middle-earth", "galaxy"], sorted(logs.iterdir())):
+        assert list(folder.glob("events.out.tfevents.*"))
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        assert "train/loss" in events.Tags()["scalars"]
+        scalars = events.Scalars("train/loss")
+        recorded = result.losses[result.losses["stage"] == stage]
+        assert [s.step for s in scalars] == list(recorded["step"])
+        assert [s.value for s in scalars] == pytest.approx(list(recorded["loss"]), rel=1e-6)
+    assert result.config["report_to"] == "tensorboard"
+
+
+def test_report_to_is_not_part_of_the_runs_identity_and_is_checked():
+    from continual.config import RunConfig
+    from continual.errors import ContinualError
+    base = RunConfig(model="tiny", out="x")
+    assert base.report_to == "none" and training_arguments(
+        StageSettings(steps=1, batch_size=1, lr=1e-3, seed=0, device="cpu")).report_to in ([], ["none"], "none")
+    assert RunConfig(model="tiny", out="x", report_to="tensorboard").config_hash() == base.config_hash()
+    with pytest.raises(ContinualError, match="unknown tracker.*nonsense"):
+        RunConfig(model="tiny", out="x", report_to="nonsense").check()
