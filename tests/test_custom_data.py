@@ -111,8 +111,10 @@ def test_columns_join_and_named_placeholders(tmp_path):
 
 
 def test_generation_tasks_fill_named_placeholders_and_join_columns(tmp_path):
-    pd.DataFrame([{"question": f"what is {i} plus one", "context": f"counting {i}", "answer": str(i + 1),
-                   "unit": "apples"} for i in range(8)]).to_json(tmp_path / "qa.jsonl", orient="records", lines=True)
+    qa = [{"question": f"what is {i} plus one", "context": f"counting {i}", "answer": str(i + 1), "unit": "apples"}
+          for i in range(8)]
+    qa.append({"question": "unanswered", "context": "none", "answer": None, "unit": None})  # skipped: no response
+    pd.DataFrame(qa).to_json(tmp_path / "qa.jsonl", orient="records", lines=True)
     path = write_stream(tmp_path, scenario="task-incremental", source="qa.jsonl", kind="generation",
                         columns={"response": ["answer", "unit"]}, train_size=0, test_size=2,
                         template="Q: {question}\nContext: {context}\nA:", tasks=[{"name": "sums"}])

@@ -224,7 +224,8 @@ def build_task(spec: dict, folder: Path, seed: int, where: str):
     if kind == "generation":
         if named:  # the columns are filled in here; the template left for the task is the whole prompt
             fill = named + ([field] if need_field else [])
-            table["prompt"] = [render(template, {n: table[n][i] for n in fill}) for i in range(len(data))]
+            count = len(table[named[0]])  # rows left after the blank ones are skipped
+            table["prompt"] = [render(template, {n: table[n][i] for n in fill}) for i in range(count)]
             template = "{prompt}"
         pairs = Dataset.from_dict({"prompt": table["prompt"], "response": table["response"]})
         return generation_task(name, pairs, train_size, test_size, seed, template=template,
