@@ -111,21 +111,28 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None or value != value else format(value, spec)  # null / NaN: undefined
 
 
+def _convention_line(key: str, value, text: str, width: int = 100) -> str:
+    """'  key  value   convention', the convention wrapped under itself so no line passes ``width``."""
+    import textwrap
+    head = f"  {key:<11}{_fmt(value):>8}   "
+    return textwrap.fill(text, width, initial_indent=head, subsequent_indent=" " * len(head))
+
+
 def print_result(result) -> None:
     s = result.summary
     print(f"\n== {s['stream']} / {s['strategy']} / {s['model']} (seed {s['seed']}) -> {result.path}")
     print("accuracy matrix R[after stage, task] (matrix split; row 'base' = the model before any stage):")
-    print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(result.matrix.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
     scored = {t: m for t, m in s.get("matrix_metric", {}).items() if m != "accuracy"}
     if scored:
         print("(greedy answers scored by " + ", ".join(f"{m} for {t}" for t, m in scored.items())
               + "; log-probability accuracy for the others)")
     for split, frame in result.splits.items():
         print(f"\n{split} split:")
-        print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(frame.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
     for metric, frame in result.metric_matrices.items():
         print(f"\n{'log-probability accuracy' if metric == 'logprob' else 'generated answers'} ({metric}):")
-        print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(frame.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
     columns = s.get("probe_columns", {})
     print("\nprobes:")
     print(result.probe[["after", *columns]].to_string(index=False, na_rep="n/a",
@@ -133,12 +140,14 @@ def print_result(result) -> None:
                                                         else f"{v:.3f}"))
     print("\nsummary:")
     for key in ("acc", "bwt", "fwt", "forgetting"):
-        print(f"  {key:<11}{_fmt(s[key]):>8}   {s['conventions'][key]}")
+        print(_convention_line(key, s[key], s['conventions'][key]))
     for key, column in columns.items():
         if column.get("headline"):
-            print(f"  {key:<11}{_fmt(s['probe'].get(key)):>8}   {column['description']}")
-    print(f"  trainable parameters {s['trainable_parameters']:,} of {s['total_parameters']:,}; "
-          f"wall time {s['wall_time_s']:.0f} s; peak memory {s['peak_memory_mb']:.0f} MB ({s['peak_memory_kind']})")
+            print(_convention_line(key, s['probe'].get(key), column['description']))
+    import textwrap
+    print(textwrap.fill(f"trainable parameters {s['trainable_parameters']:,} of {s['total_parameters']:,}; "
+                        f"wall time {s['wall_time_s']:.0f} s; peak memory {s['peak_memory_mb']:.0f} MB "
+                        f"({s['peak_memory_kind']})", 100, initial_indent="  ", subsequent_indent="    "))
 
 
 def print_comparison(results) -> None:

@@ -117,3 +117,18 @@ def test_a_folder_report_draws_its_plots_once_and_then_embeds_them(results, tmp_
     again = (folder / "report.html").read_text(encoding="utf-8")
     images = re.compile(r'src="(data:image/png;base64,[^"]+)"')
     assert images.findall(again) == images.findall(first)
+
+
+def test_the_printed_run_says_n_a_for_undefined_values_within_100_columns(results, tmp_path, capsys):
+    from continual.cli import print_result
+    from continual.results import Run
+    from tests.test_compare import synthetic_run
+    joint = Run.load(synthetic_run(tmp_path / "joint", "joint", 0) or tmp_path / "joint")
+    run = Run.load(results / "ewc" / "seed0")
+    for shown in (joint, run):
+        print_result(shown)
+    out = capsys.readouterr().out
+    assert "bwt" in out and "n/a" in out  # the pooled reference has no BWT
+    assert not re.search(r"\bnan\b", out, re.IGNORECASE)
+    lines = [line for line in out.splitlines() if not line.startswith("== ")]  # the header names the path
+    assert max(map(len, lines)) <= 100, max(lines, key=len)
