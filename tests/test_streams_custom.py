@@ -118,3 +118,29 @@ def test_bad_order_and_unknown_source_are_refused(tmp_path, capsys):
     assert main(["run", "--stream", "topics", "--source", "web", "--out", str(tmp_path / "o"), *RUN]) == 2
     assert "source must be one of offline, hub, got 'web'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_blank_cells_and_missing_fields_are_skipped_with_a_warning_never_trained_as_text(tmp_path, caplog):
+    rows = [{"text": "" if i == 3 else f"a note about the rocket number {i}", "label": "space"} for i in range(6)]
+    rows += [{"text": f"a note about the bread number {i}", "label": "food"} for i in range(6)]
+    pd.DataFrame(rows).to_csv(tmp_path / "notes.csv", index=False)
+    path = write_stream(tmp_path, train_size=3, test_size=2, verbalizer={"space": " space", "food": " food"},
+                        tasks=[{"name": "one", "labels": ["space", "food"]}])
+    with caplog.at_level("WARNING", logger="continual"):
+        task = get_stream(str(path)).tasks[0]
+    assert "skipped 1 row(s) with a blank text (data rows 4)" in caplog.text
+    texts = list(task.train["prompt"]) + [p for split in task.eval.values() for p in split["prompt"]]
+    assert texts and all(t.startswith("Note: a note about the ") and "None" not in t for t in texts)
+    (tmp_path / "pairs.jsonl").write_text('{"prompt": "p1", "response": "r1"}\n{"prompt": "p2"}\n'
+                                          '{"prompt": "p3", "response": "r3"}\n{"prompt": "p4", "response": null}\n'
+                                          '{"prompt": "p5", "response": "r5"}\n')
+    gen = tmp_path / "gen.yaml"
+    gen.write_text(yaml.safe_dump({"name": "g", "scenario": "task-incremental", "kind": "generation",
+                                   "source": "pairs.jsonl", "train_size": 2, "test_size": 1,
+                                   "tasks": [{"name": "t"}]}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="continual"):
+        task = get_stream(str(gen)).tasks[0]
+    assert "skipped 2 row(s) with a blank prompt or response (data rows 2, 4)" in caplog.text
+    answers = list(task.train["completion"]) + list(task.eval["test"]["reference"])
+    assert sorted(a.strip() for a in answers) == ["r1", "r3", "r5"]
