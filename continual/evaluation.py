@@ -13,9 +13,10 @@ another: continual.answer_metrics) of greedy generations against the references,
 
 ``accuracy`` is the value in the accuracy matrix (the task's ``scored_by`` metric, which ``metric`` names):
 ``logprob_accuracy`` or ``answer_score``; ``stderr`` its standard error over the split's ``n`` examples
-(``standard_error``: binomial for a 0/1 score, the sample standard deviation over sqrt(n) for a graded one). Generations stop at a line break, or after the split's longest reference
-plus SLACK_TOKENS tokens (a choice task's: its longest label plus LABEL_SLACK_TOKENS; at most MAX_NEW_TOKENS, or the
-task's ``max_answer_tokens``): a longer answer could only lower precision.
+(``standard_error``: binomial for a 0/1 score, the sample standard deviation over sqrt(n) for a graded one).
+Generations stop at a line break, or after the split's longest reference plus SLACK_TOKENS tokens (a choice task's:
+its longest label plus LABEL_SLACK_TOKENS; at most MAX_NEW_TOKENS, or the task's ``max_answer_tokens``): a longer
+answer could only lower precision.
 
 With ``predictions=True`` the same pass also returns every example's answer (the runner asks for it after the last
 stage: predictions.csv, what the final model believes):
@@ -56,6 +57,11 @@ def standard_error(per_example) -> float:
         p = values.mean()
         return float(math.sqrt(p * (1 - p) / n))
     return float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def _stage(after: str) -> str:
+    """Which model a progress bar scores: the base model, or the model after a stage."""
+    return "base model" if after == "base" else f"after {after}"
 
 
 def capped(dataset: Dataset, cap: int) -> Dataset:
@@ -102,13 +108,14 @@ def _choice_rows(model, tokenizer, task, splits, after, space, batch_size, progr
         candidates += cands
         labels[name] = gold
     scores = score_candidates(model, tokenizer, prompts, candidates, batch_size=batch_size, progress=progress,
-                              desc=f"eval {task.name}")
+                              desc=f"{_stage(after)}: eval {task.name}")
     predicted = scores.predictions()
     generated = None
     if task.answer_metric:  # the papers' way beside ours: the greedy answer, scored against the gold label text
         golds = [c[y].strip() for c, y in zip(candidates, (y for gold in labels.values() for y in gold))]
         generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, golds),
-                                    batch_size=min(batch_size, 32), progress=progress, desc=f"answer {task.name}")
+                                    batch_size=min(batch_size, 32), progress=progress,
+                                    desc=f"{_stage(after)}: answer {task.name}")
         generated_scores = answer_score(task.answer_metric, generated, golds)
     rows, start = [], 0
     for name, ds in splits.items():
@@ -141,10 +148,12 @@ def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress
     for name, ds in splits.items():
         prompts, references = ds["prompt"], ds["reference"]
         generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, references),
-                                    batch_size=min(batch_size, 32), progress=progress, desc=f"generate {task.name}")
+                                    batch_size=min(batch_size, 32), progress=progress,
+                                    desc=f"{_stage(after)}: generate {task.name}")
         sources = ds["source"] if "source" in ds.column_names else None
         scored = answer_score(metric, generated, references, sources) if len(ds) else np.array([])
-        loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress, f"eval {task.name}")
+        loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress,
+                                  f"{_stage(after)}: eval {task.name}")
         if answers is not None:
             answers += [{"after": after, "task": task.name, "split": name, "index": i, "prompt": p, "label": r,
                          "predicted": g, "correct": None, "label_index": None, "predicted_index": None,
@@ -152,6 +161,7 @@ def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress
                         for i, (p, r, g, f) in enumerate(zip(prompts, references, generated, scored))]
         mean = float(scored.mean()) if len(scored) else math.nan
         rows.append({"after": after, "task": task.name, "split": name, "metric": metric, "accuracy": mean,
-                     "stderr": standard_error(scored), "accuracy_norm": math.nan, "logprob_accuracy": math.nan, "answer_score": mean,
+                     "stderr": standard_error(scored), "accuracy_norm": math.nan, "logprob_accuracy": math.nan,
+                     "answer_score": mean,
                      "ref_loglik": float(loglik.mean()) if len(loglik) else math.nan, "n_labels": 0, "n": len(ds)})
     return rows

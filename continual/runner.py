@@ -88,7 +88,8 @@ STREAM_FLAGS = ("data_dir", "metric", "train_size", "test_size")
 
 def _fold_flags(config: RunConfig, spec) -> tuple[dict, dict]:
     """(stream options, probe options) with the top-level flags that stand for options (--data-dir, --metric,
-    --train-size, --test-size, --probe-limit, ...) folded in as those options; a flag that no part of this run has is refused."""
+    --train-size, --test-size, --probe-limit, ...) folded in as those options; a flag that no part of this run has
+    is refused."""
     from continual.probes import PROBES
     stream_options, probe_options = dict(config.stream_options), dict(config.probe_options)
     for field in STREAM_FLAGS:
@@ -397,7 +398,8 @@ def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: 
     probe = run.probe.set_index("after")
     memory, memory_kind = peak_memory_mb(device)
     return {
-        "status": "completed", "config_hash": config_hash or config.config_hash(), "stream": stream.name, "strategy": config.strategy,
+        "status": "completed", "config_hash": config_hash or config.config_hash(), "stream": stream.name,
+        "strategy": config.strategy,
         "reference": strategy.reference, "model": config.model, "seed": config.seed, "lr": config.lr,
         "tasks": tasks, "stages": names, **metrics,
         "probe": {c: _number(probe.loc[names[-1], c]) for c in columns},
