@@ -6,7 +6,7 @@
   forgetting_curves    accuracy on every task across stages (the classic forgetting curve), one panel per group; a
                        star marks each task right after its own stage, a dashed line the chance level
   probe                every headline probe column across stages (as the probes declare them), one line per group; a
-                       column that is an exact affine function of another of the same probe (cloze's retention) is
+                       column that is an exact affine function of another of the same probe (a retention against its base value) is
                        that panel's right-hand axis, not a panel of its own
   learning_vs_forgetting  x = how much was learned (mean R[j,j] - b[j]), y = each primary probe column (a kept
                        capability) and -BWT. One group: its trajectory stage by stage; several: one point per group
@@ -320,7 +320,7 @@ def forgetting_curves(runs: list[Run], labels: list[str]) -> Figure:
 
 def affine_pairs(data: pd.DataFrame, declared: dict[str, dict]) -> dict[str, tuple[str, float, float]]:
     """Columns that are an exact affine function of another column of the same probe over every row where both
-    are defined (cloze's retention = (cloze - chance) / (cloze_base - chance)): {dependent: (column, slope,
+    are defined (a retention = (score - chance) / (score_base - chance)): {dependent: (column, slope,
     intercept)}, dependent = slope * column + intercept. Nothing is derived from fewer than three distinct values."""
     found: dict[str, tuple[str, float, float]] = {}
     keys = list(declared)
