@@ -201,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             return main_bench(options.build(BenchConfig, options.given(args, BenchConfig)))
         from continual import distributed
         from continual.runner import run
-        # each strategy's tables as its run finishes; data-parallel runs print once, from the main process
-        results = run(run_config(args), on_finish=print_result if distributed.is_main() else None)
+        def finished(result):  # each strategy's tables as its run finishes
+            if distributed.is_main():  # data-parallel runs print once; asked here, after the process group is up
+                print_result(result)
+        results = run(run_config(args), on_finish=finished)
         if isinstance(results, list) and distributed.is_main():
             print_comparison(results)
         return 0

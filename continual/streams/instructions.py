@@ -5,22 +5,17 @@ generations and the reference responses of held-out prompts (continual/generatio
 log-likelihood of the reference is recorded beside it.
 
 offline (default): chatterbot-corpus English conversations by category (consecutive turns as prompt -> response,
-    one response per distinct prompt): trivia, emotion, conversations, ai. Training pairs that teach a fact the cloze
-    retention probe asks (continual/probes/cloze.yaml: "What is the largest planet in our solar system?" ->
-    "Jupiter", the largest ocean -> "The Pacific Ocean") are dropped from the training split (``probe_overlap``): a
-    run trained on them would score the probe's items as retained knowledge it was just taught. The probe keeps
-    them: they are ordinary general knowledge, the stream is where the leak is.
+    one response per distinct prompt): trivia, emotion, conversations, ai. The pairs that teach a fact the
+    retention probe asks ("What is the largest planet in our solar system?" -> "Jupiter", the largest ocean -> "The
+    Pacific Ocean"; TEACHES_PROBE) are dropped from the training split: a run trained on them would score those
+    items as knowledge kept when it was just taught. tests/test_probe_overlap.py finds such pairs by rule in every
+    built-in stream, so this list stays complete when the probe's items or the data change.
 hub: databricks-dolly-15k categories (open_qa, classification, creative_writing), then tatsu-lab/alpaca.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from continual.options import Options, option
 from continual.streams import sources
@@ -31,6 +26,10 @@ OFFLINE = {"trivia": "general-knowledge questions with short answers",
            "emotion": "remarks about feelings and the replies of a chatbot",
            "conversations": "small talk",
            "ai": "questions about artificial intelligence and the bot itself"}
+# Chatterbot prompts whose answers hold items of the retention probe (see the module docstring); the Zen of Python
+# line pairs "better than" with "never", the answer of the probe's "Better late than ..."
+TEACHES_PROBE = ("What is the largest planet in our solar system?", "What is the name of the Earth’s largest ocean?",
+                 "Now is better than never.")
 HUB = {"open_qa": "dolly-15k open_qa", "classification": "dolly-15k classification",
        "creative_writing": "dolly-15k creative_writing", "alpaca": "tatsu-lab/alpaca"}
 
@@ -65,38 +64,9 @@ def instructions_stream(seed: int = 0, source: str = "offline", tasks: list[str]
             pairs = dolly.filter(lambda r, c=name: r["category"] == c)
         task = generation_task(name, pairs, train_size, test_size, seed)
         if source == "offline":
-            task.train = task.train.filter(lambda r: probe_overlap(r["prompt"], r["completion"]) is None)
+            task.train = task.train.filter(lambda r: not any(q in r["prompt"] for q in TEACHES_PROBE))
         task.description = f"{table[name]}: {len(task.train)} train, {len(task.eval['test'])} test pairs"
         built.append(task)
     return Stream("instructions", built, scenario="task-incremental (one instruction category per task)",
                   description="instruction -> response pairs, one category per task (score: ROUGE-L F1)",
                   options={"source": source, "tasks": names, "train_size": train_size, "test_size": test_size})
-
-
-_STOP = {"the", "of", "is", "in", "a", "an", "was", "by", "to", "and", "that", "what", "which", "who", "on", "for",
-         "with", "has", "are", "its", "from", "as", "at", "first"}
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-@functools.lru_cache(maxsize=1)
-def _cloze_items() -> list[dict]:
-    path = Path(__file__).resolve().parent.parent / "probes" / "cloze.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["items"]
-
-
-def probe_overlap(prompt: str, completion: str) -> str | None:
-    """The cloze probe item a training pair teaches, or None. A pair teaches an item when its completion holds every
-    word of the item's answer and its prompt at least two thirds (and at least two) of the item's content words
-    (words of 3+ letters outside a short stop list): "What is the largest planet in our solar system?" ->
-    "Jupiter" teaches "The largest planet in our solar system is" -> Jupiter; "Which country produces the most
-    coffee?" -> "Brazil" shares 2 of the Amazon item's 5 content words and does not."""
-    answer, asked = _words(completion), _words(prompt)
-    for item in _cloze_items():
-        content = {w for w in _words(item["prompt"]) if w not in _STOP and len(w) > 2}
-        shared = len(content & asked)
-        if _words(item["answer"]) <= answer and shared >= 2 and 3 * shared >= 2 * len(content):
-            return item["prompt"]
-    return None
