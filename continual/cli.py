@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if distributed.is_main():  # data-parallel runs print once; asked here, after the process group is up
                 print_result(result)
         results = run(run_config(args), on_finish=finished)
-        if isinstance(results, list) and distributed.is_main():
+        if isinstance(results, list) and len(results) > 1 and distributed.is_main():
             print_comparison(results)
         return 0
     except ContinualError as exc:

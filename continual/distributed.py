@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-
-import torch
-import torch.distributed as dist
+import sys
 
 from continual.errors import ContinualError
+
+
+def _dist():
+    """torch.distributed, imported on first use: reading run directories (compare, plot, report) needs no torch."""
+    import torch.distributed
+    return torch.distributed
 
 
 def launched() -> bool:
@@ -35,21 +39,24 @@ def launched() -> bool:
 
 def init() -> None:
     """Join the process group the launcher set up (accelerate picks gloo on CPU, NCCL on GPUs). Idempotent."""
-    if launched() and not dist.is_initialized():
+    if launched() and not _dist().is_initialized():
         from accelerate import PartialState
         PartialState()
 
 
 def active() -> bool:
+    if "torch" not in sys.modules:  # nothing imported torch, so no process group can have been set up
+        return False
+    dist = _dist()
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def world_size() -> int:
-    return dist.get_world_size() if active() else 1
+    return _dist().get_world_size() if active() else 1
 
 
 def rank() -> int:
-    return dist.get_rank() if active() else 0
+    return _dist().get_rank() if active() else 0
 
 
 def is_main() -> bool:
@@ -65,7 +72,7 @@ def local_device(device: str) -> str:
 
 def barrier() -> None:
     if active():
-        dist.barrier()
+        _dist().barrier()
 
 
 def from_main(value):
@@ -73,7 +80,7 @@ def from_main(value):
     if not active():
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    _dist().broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -87,7 +94,7 @@ def gather_dict(part: dict) -> dict:
     if not active():
         return part
     parts = [None] * world_size()
-    dist.all_gather_object(parts, part)
+    _dist().all_gather_object(parts, part)
     merged = {}
     for p in parts:
         merged.update(p)
@@ -100,6 +107,8 @@ def all_reduce_sum(tensors: dict[str, torch.Tensor], bucket_elements: int = 2**2
     large model's never needs a second full copy."""
     if not active():
         return
+    import torch
+    dist = _dist()
     groups: dict[tuple, list[torch.Tensor]] = {}
     for t in tensors.values():
         groups.setdefault((t.dtype, t.device), []).append(t)
@@ -125,7 +134,7 @@ def check_same(value: str, what: str) -> None:
     if not active():
         return
     digests = [None] * world_size()
-    dist.all_gather_object(digests, hashlib.sha256(value.encode()).hexdigest())
+    _dist().all_gather_object(digests, hashlib.sha256(value.encode()).hexdigest())
     if len(set(digests)) > 1:
         raise ContinualError(f"the {world_size()} processes disagree on {what}; a strategy or stream must not depend "
                              "on anything but the seed (no unseeded randomness, no per-process state)")

@@ -142,7 +142,7 @@ def test_bad_config_files_are_one_clear_line(capsys, tmp_path, text, message):
 def test_config_file_values_apply_and_flags_override_them(tmp_path, monkeypatch):
     import continual.runner
     seen = {}
-    monkeypatch.setattr(continual.runner, "run", lambda config: seen.setdefault("config", config) and [])
+    monkeypatch.setattr(continual.runner, "run", lambda config, **kwargs: seen.setdefault("config", config) and [])
     config = tmp_path / "run.yaml"
     config.write_text("steps: 7\nlr: 1e-4\nseed: 3\nmodel: tiny\nstrategy_options: {replay.ratio: 0.5, "
                       "replay.buffer_size: 10}\n")
