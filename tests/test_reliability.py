@@ -54,11 +54,11 @@ def interrupt_at(monkeypatch, stage_index: int, how):
     """Make the run stop when stage ``stage_index`` starts training (``how()`` raises or signals)."""
     real, calls = runner.train_stage, []
 
-    def train_stage(model, strategy, ctx, config, steps):
+    def train_stage(model, strategy, ctx, config, steps, **kwargs):
         calls.append(ctx.index)
         if ctx.index == stage_index:
             how()
-        return real(model, strategy, ctx, config, steps)
+        return real(model, strategy, ctx, config, steps, **kwargs)
     monkeypatch.setattr(runner, "train_stage", train_stage)
     return calls
 
