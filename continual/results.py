@@ -251,6 +251,11 @@ class Resume:
     strategy_state: object = None  # the checkpoint's strategy state (torch.load of strategy.pt)
 
 
+def _listed(names: list[str], most: int) -> str:
+    """The first ``most`` names, comma-separated, and how many more there are."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _damaged(path: Path, what: str) -> ContinualError:
     return ContinualError(f"{path} is {what}, so the run cannot continue from it; re-run with --fresh to start over")
 
@@ -279,8 +284,7 @@ def _read_rows(path: Path, name: str, kept: list[str], tasks: list[str]) -> pd.D
     else:
         lacking = [row for row in kept if row not in set(frame["after"].astype(str))]
     if lacking:
-        shown = ", ".join(lacking[:4]) + (f" and {len(lacking) - 4} more" if len(lacking) > 4 else "")
-        raise _damaged(path, f"missing rows ({shown})")
+        raise _damaged(path, f"missing rows ({_listed(lacking, 4)})")
     return frame
 
 
@@ -324,8 +328,8 @@ class RunDir:
         if fresh:  # whatever run is there goes (even an unreadable one), but only a run's own files go
             foreign = self.foreign_entries()
             if foreign:
-                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-                raise ContinualError(f"--fresh removes only a run's own files, but {self.path} also holds {shown}; "
+                raise ContinualError(f"--fresh removes only a run's own files, but {self.path} also holds "
+                                     f"{_listed(foreign, 5)}; "
                                      "move them or choose another --out")
             return
         old = self.existing_hash()
@@ -402,8 +406,9 @@ class RunDir:
         """Every result file of the rows so far: scores, the matrices built from them, probe rows, losses."""
         self.write_csv("scores.csv", run.scores)
         self.write_csv("matrix.csv", run.matrix, index=True)
-        if run.matrix_stderr is not None:
-            self.write_csv("matrix_stderr.csv", run.matrix_stderr, index=True)
+        stderr = run.matrix_stderr  # built from scores once
+        if stderr is not None:
+            self.write_csv("matrix_stderr.csv", stderr, index=True)
         for split, frame in run.splits.items():
             self.write_csv(f"matrix_{split}.csv", frame, index=True)
         for metric, frame in run.metric_matrices.items():
