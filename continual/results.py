@@ -426,10 +426,6 @@ class RunDir:
                 raise ContinualError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
             write_atomic(path, frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
 
-    def read_summary(self) -> dict | None:
-        path = self.path / "summary.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
     # -- where an existing run stands (read and checked before anything is loaded or written)
     def inspect(self, stages: list[str], tasks: list[str]) -> Resume:
         """A finished run to return as it is, a checkpoint to resume after, or nothing finished yet.

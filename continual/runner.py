@@ -315,7 +315,7 @@ def run_one(config: RunConfig, callbacks=()) -> Run:
         if done >= 0:
             # the checkpoint's rows (base .. its stage): rows of a later stage, written before a crash, are dropped
             # and that stage runs again; result files lost or damaged since are rebuilt from these rows
-            scores, probe_rows, losses = (where.rows[n].to_dict("records") for n in ("scores", "probe", "losses"))
+            scores, probe_rows, losses = (where.rows[n].to_dict("records") for n in CHECKPOINT_ROWS)
             run_dir.write_results(_in_memory(run_dir, config, resolved, scores, probe_rows, losses))
         else:
             ran = True
