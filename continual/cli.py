@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+from tqdm.auto import tqdm
+
 from continual import options
 from continual.config import RunConfig
 from continual.errors import ContinualError
@@ -163,7 +165,8 @@ class _StderrLines(logging.Handler):
 
     def emit(self, record):
         try:
-            print(f"continual: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+            # tqdm.write: above any progress bar being drawn, not spliced into it
+            tqdm.write(f"continual: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 

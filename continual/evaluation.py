@@ -36,6 +36,7 @@ import numpy as np
 from datasets import Dataset
 
 from continual.answer_metrics import score as answer_score
+from continual.console import model_label
 from continual.generation import generate_greedy, reference_loglik
 from continual.scoring import score_candidates
 
@@ -57,11 +58,6 @@ def standard_error(per_example) -> float:
         p = values.mean()
         return float(math.sqrt(p * (1 - p) / n))
     return float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-
-
-def _stage(after: str) -> str:
-    """Which model a progress bar scores: the base model, or the model after a stage."""
-    return "base model" if after == "base" else f"after {after}"
 
 
 def capped(dataset: Dataset, cap: int) -> Dataset:
@@ -108,14 +104,14 @@ def _choice_rows(model, tokenizer, task, splits, after, space, batch_size, progr
         candidates += cands
         labels[name] = gold
     scores = score_candidates(model, tokenizer, prompts, candidates, batch_size=batch_size, progress=progress,
-                              desc=f"{_stage(after)}: eval {task.name}")
+                              desc=f"{model_label(after)}: eval {task.name}")
     predicted = scores.predictions()
     generated = None
     if task.answer_metric:  # the papers' way beside ours: the greedy answer, scored against the gold label text
         golds = [c[y].strip() for c, y in zip(candidates, (y for gold in labels.values() for y in gold))]
         generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, golds),
                                     batch_size=min(batch_size, 32), progress=progress,
-                                    desc=f"{_stage(after)}: answer {task.name}")
+                                    desc=f"{model_label(after)}: answer {task.name}")
         generated_scores = answer_score(task.answer_metric, generated, golds)
     rows, start = [], 0
     for name, ds in splits.items():
@@ -149,11 +145,11 @@ def _generation_rows(model, tokenizer, task, splits, after, batch_size, progress
         prompts, references = ds["prompt"], ds["reference"]
         generated = generate_greedy(model, tokenizer, prompts, answer_budget(tokenizer, task, references),
                                     batch_size=min(batch_size, 32), progress=progress,
-                                    desc=f"{_stage(after)}: generate {task.name}")
+                                    desc=f"{model_label(after)}: generate {task.name}")
         sources = ds["source"] if "source" in ds.column_names else None
         scored = answer_score(metric, generated, references, sources) if len(ds) else np.array([])
         loglik = reference_loglik(model, tokenizer, prompts, references, batch_size, progress,
-                                  f"{_stage(after)}: eval {task.name}")
+                                  f"{model_label(after)}: eval {task.name}")
         if answers is not None:
             answers += [{"after": after, "task": task.name, "split": name, "index": i, "prompt": p, "label": r,
                          "predicted": g, "correct": None, "label_index": None, "predicted_index": None,

@@ -109,6 +109,11 @@ def json_safe(value):
     return value
 
 
+# scores.csv's column holding, on the base rows of a class-incremental stream, the base model's score over every
+# task's labels (the final row's candidates); the matrix's base row b[j] is scored over the labels of tasks 0..j
+FINAL_LABELS = "accuracy_final_labels"
+
+
 def matrix_frame(scores: pd.DataFrame, split_of_task: dict[str, str] | str, rows: list[str],
                  tasks: list[str], values: str = "accuracy") -> pd.DataFrame:
     """Wide matrix from long scores: rows in ``rows`` order (base first), columns in task order; ``values`` the
@@ -168,6 +173,16 @@ class Run:
         if "stderr" not in self.scores:
             return None
         return matrix_frame(self.scores, self.matrix_split, self.rows, self.tasks, values="stderr")
+
+    def base_in_final_labels(self, split: str | None = None) -> pd.Series:
+        """The base model's score on each task in the final row's label space: b (the matrix's base row) except in
+        a class-incremental stream, where b[j] is over the labels of tasks 0..j and this is over all of them."""
+        split_of_task = self.matrix_split if split is None else split
+        base = matrix_frame(self.scores, split_of_task, ["base"], self.tasks).loc["base"]
+        if FINAL_LABELS not in self.scores:
+            return base
+        final = matrix_frame(self.scores, split_of_task, ["base"], self.tasks, values=FINAL_LABELS).loc["base"]
+        return final.where(final.notna(), base)
 
     def split_matrix(self, split: str) -> pd.DataFrame:
         return matrix_frame(self.scores, split, self.rows, self.tasks)

@@ -34,12 +34,13 @@ from tqdm.auto import tqdm
 
 from continual import distributed
 from continual.config import RunConfig
+from continual.console import model_label, routed_output
 from continual.errors import ContinualError
 from continual.evaluation import PREDICTION_COLUMNS, evaluate_stream
 from continual.metrics import CONVENTIONS, summarise
 from continual.models import load_model, parameter_counts
 from continual.probes import ProbeContext, check_columns, make_probes
-from continual.results import CHECKPOINT_ROWS, Run, RunDir, write_atomic
+from continual.results import CHECKPOINT_ROWS, FINAL_LABELS, Run, RunDir, write_atomic
 from continual.streams import Stream, Task, get_stream, stream_spec
 from continual.streams.build import fit_to_length
 from continual.training import train_stage
@@ -252,6 +253,30 @@ def run_one(config: RunConfig, callbacks=()) -> Run:
     import transformers
     datasets.disable_progress_bars()  # library-internal bars (map, weight loading, shard writing) are noise here;
     transformers.utils.logging.disable_progress_bar()  # ours are stages, training steps and evaluation
+    with routed_output(config.progress):  # warnings once each, above the bars, not inside them
+        return _run_one(config, callbacks)
+
+
+def with_final_labels(base_rows: list[dict], final_rows: list[dict]) -> None:
+    """Add to each base score row its score in the final stage's label space (class-incremental streams score b[j]
+    over the labels of tasks 0..j, the last row over all of them; the base row a table compares with the final
+    row must be scored over all of them too)."""
+    final = {(r["task"], r["split"]): r for r in final_rows}
+    for row in base_rows:
+        other = final[(row["task"], row["split"])]
+        row[FINAL_LABELS] = other["accuracy"]
+        row[f"{FINAL_LABELS}_stderr"] = other["stderr"]
+
+
+def _probe_bar(probes, after: str, progress: bool):
+    """The probes' pass over one model, as one bar labelled with the model and the probe being measured."""
+    bar = tqdm(probes, desc=f"{model_label(after)}: probe", leave=False, disable=not progress)
+    for probe in bar:
+        bar.set_postfix_str(probe.name)
+        yield probe
+
+
+def _run_one(config: RunConfig, callbacks) -> Run:
     started = time.time()
     distributed.init()  # under accelerate launch / torchrun: join the process group (one process: nothing)
     check_data_parallel(config)
@@ -289,8 +314,8 @@ def run_one(config: RunConfig, callbacks=()) -> Run:
             probe.setup(ProbeContext(tokenizer=tokenizer, general_text=config.general_text,
                                      batch_size=config.eval_batch_size, seed=config.seed, stream=stream))
         base_probe = {"after": "base"}
-        for probe in probes:  # the base model's rows; probes that compare with the base keep what they need
-            base_probe.update(probe.calibrate(model))
+        for probe in _probe_bar(probes, "base", config.progress):  # the base model's rows; probes that compare
+            base_probe.update(probe.calibrate(model))                # with the base keep what they need
         check_columns(probes)  # declared by now (a probe may learn its columns from its first measurement)
         columns = {c.name: c.to_dict(p.name) for p in probes for c in p.columns()}
         resolved = {"model_source": loaded.source, "device": device, "stream": stream.name,
@@ -321,6 +346,10 @@ def run_one(config: RunConfig, callbacks=()) -> Run:
             ran = True
             scores = evaluate_stream(model, tokenizer, stream, strategy, "base", -1, config.eval_cap,
                                      config.eval_batch_size, config.progress)
+            if stream.class_incremental:  # the base model over every label too: what the final row is scored over
+                final = evaluate_stream(model, tokenizer, stream, strategy, "base", len(stream.tasks) - 1,
+                                        config.eval_cap, config.eval_batch_size, config.progress)
+                with_final_labels(scores, final)
             probe_rows, losses = [base_probe], []
         times, predictions = {}, None
         bar = tqdm(range(done + 1, len(stages)), desc="stages", initial=done + 1, total=len(stages),
@@ -343,7 +372,7 @@ def run_one(config: RunConfig, callbacks=()) -> Run:
             scores += scored
             row = {"after": stage.name}
             with strategy.eval_model(model, i) as deployed:  # the model as deployed after stage i
-                for probe in probes:
+                for probe in _probe_bar(probes, stage.name, config.progress):
                     row.update(probe.measure(deployed))
             probe_rows.append(row)
             times[stage.name] = {"train_s": t1 - t0, "eval_s": time.time() - t1}

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from continual import distributed
+from continual.console import stage_bar_label
 from continual.errors import ContinualError, TrainingDiverged
 from continual.scoring import split_continuation
 
@@ -36,6 +38,12 @@ def tokenize_completions(dataset: Dataset, tokenizer, max_length: int) -> Datase
     An example whose answer starts at or after token ``max_length`` keeps no answer token: it is dropped (a loss over
     zero tokens is 0/0, or a zero contribution to a mean), with a warning giving the count; the caller sees it as
     len(dataset) - len(result). If every example is dropped that is a ContinualError (raise --max-length)."""
+    encoded, kept = _encode_answers(dataset, tokenizer, max_length)
+    return encoded.select(kept) if len(kept) < len(encoded) else encoded
+
+
+def _encode_answers(dataset: Dataset, tokenizer, max_length: int) -> tuple[Dataset, list[int]]:
+    """Every example encoded, and the indices of those that keep an answer token (the drop is counted here)."""
     def encode(row):
         ctx, cont = split_continuation(tokenizer, row["prompt"], row["completion"])
         ids = (ctx + cont)[:max_length]
@@ -50,8 +58,7 @@ def tokenize_completions(dataset: Dataset, tokenizer, max_length: int) -> Datase
     if dropped:
         log.warning("%d of %d examples keep no answer token within max_length %d: dropped", dropped, len(encoded),
                     max_length)
-        encoded = encoded.select(kept)
-    return encoded
+    return encoded, kept
 
 
 @dataclass
@@ -215,26 +222,51 @@ class StageTrainer(StrategyHooks, Trainer):
 
 
 def sft_trainer(model, tokenizer, batches: list[list[dict]], settings: StageSettings, strategy, callbacks):
-    """The default stage trainer: completion-only loss on the planned batches, read in order."""
+    """The default stage trainer: completion-only loss on the planned batches, read in order.
+
+    The Trainer reads one flat dataset batch_size rows at a time, so a dropped example (no answer token within
+    max_length) would shift every later step's batch by one. Its slot is filled from the same planned batch's
+    other examples instead: step k trains only what batch k planned."""
     flat = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for b in batches for e in b])
+    encoded, kept = _encode_answers(flat, tokenizer, settings.max_length)
+    if len(kept) < len(encoded):
+        keep, rows, start = set(kept), [], 0
+        for k, batch in enumerate(batches):
+            own = [i for i in range(start, start + len(batch)) if i in keep]
+            if not own:
+                raise ContinualError(f"no example of training step {k + 1} keeps an answer token within max_length "
+                                     f"{settings.max_length}: raise --max-length")
+            rows += [own[j % len(own)] for j in range(len(batch))]
+            start += len(batch)
+        encoded = encoded.select(rows)
     return StageTrainer(model=model, args=training_arguments(settings), strategy=strategy, callbacks=callbacks,
-                        train_dataset=tokenize_completions(flat, tokenizer, settings.max_length),
-                        data_collator=stage_collator(tokenizer, model, strategy, settings.packing))
+                        train_dataset=encoded, data_collator=stage_collator(tokenizer, model, strategy,
+                                                                            settings.packing))
 
 
-class QuietProgress(ProgressCallback):
-    """The Trainer's step bar without its per-step log lines: those go to losses.csv."""
+class StageProgress(ProgressCallback):
+    """The Trainer's step bar, labelled with the stage it trains and gone once the stage ends (the stages bar
+    stays), without the per-step log lines: those go to losses.csv."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=self.label, leave=False, dynamic_ncols=True)
+        self.current_step = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
 
 
-def quiet_logs(trainer) -> None:
+def quiet_logs(trainer, label: str = "train") -> None:
     """Per-step losses go to losses.csv, not the terminal (PrinterCallback prints them, ProgressCallback writes them
-    under its bar)."""
+    under its bar); the step bar is labelled with ``label``."""
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(QuietProgress)
+        trainer.add_callback(StageProgress(label))
 
 
 class LossRecorder(TrainerCallback):
@@ -367,7 +399,7 @@ def train_stage(model, strategy, ctx, config, steps: int, callbacks=()) -> list[
             run_name=f"{os.path.basename(os.path.normpath(config.out))}/{ctx.task.name}")
         trainer = strategy.build_trainer(model, batches, ctx, settings, [recorder, *callbacks], strategy)
         point_trackers(trainer, settings)
-        quiet_logs(trainer)
+        quiet_logs(trainer, stage_bar_label(ctx.index, ctx.task.name))
         trainer.train()
     model.eval()
     strategy.after_stage(model, ctx)

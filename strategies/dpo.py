@@ -5,6 +5,9 @@ task's candidate answers, and rejected the same completion with another candidat
 vs " enemy.", as in seed 001); with more than two candidates the wrong one is drawn per example from the seed.
 Generation tasks and general text have no candidates and are refused with one line.
 
+Chosen and rejected end where the completion does: trl's appended EOS is removed (the matrix scores the answer
+without one, and SFT stages train it without one).
+
 The reference model is the model as it was before the stage, passed explicitly: a frozen copy for a fully trained
 model (trl would otherwise reload the stale original from disk), and for a LoRA model trl's frozen copy of the
 current adapter ("ref"), removed again after the stage, as is trl's patch of the model's forward.
@@ -64,6 +67,18 @@ def restore_dropout(changed) -> None:
         setattr(module, attr, value)
 
 
+def without_appended_eos(dataset: Dataset, eos_id: int | None) -> Dataset:
+    """trl appends EOS to plain-text chosen and rejected answers; here both are scored as the completion alone
+    (what SFT stages train and what the matrix scores), so the EOS trl added (its last token) is taken off again."""
+    columns = ("chosen_ids", "rejected_ids")
+    if eos_id is None or not set(columns) <= set(dataset.column_names):
+        return dataset
+
+    def strip(row):
+        return {c: row[c][:-1] if len(row[c]) > 1 and row[c][-1] == eos_id else row[c] for c in columns}
+    return dataset.map(strip, desc="DPO answers without EOS", load_from_cache_file=False)
+
+
 def dpo_trainer_class():
     from trl import DPOTrainer
 
@@ -119,8 +134,11 @@ class DPO(Strategy):
         args = training_arguments(settings, args_class=DPOConfig, beta=self.config.beta,
                                   loss_type=[self.config.loss_type], max_length=settings.max_length)
         self._dropout = functional_dropout_off(model)  # before the reference copy, which shares the rates
-        return dpo_trainer_class()(model=model, ref_model=self.reference_model(model), args=args, train_dataset=data,
-                                   processing_class=ctx.tokenizer, strategy=hooks, callbacks=callbacks)
+        trainer = dpo_trainer_class()(model=model, ref_model=self.reference_model(model), args=args,
+                                      train_dataset=data, processing_class=ctx.tokenizer, strategy=hooks,
+                                      callbacks=callbacks)
+        trainer.train_dataset = without_appended_eos(trainer.train_dataset, ctx.tokenizer.eos_token_id)
+        return trainer
 
     def after_stage(self, model, ctx):
         restore_dropout(getattr(self, "_dropout", []))  # other strategies' stages train as the model was built

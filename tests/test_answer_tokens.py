@@ -38,11 +38,29 @@ def test_all_examples_without_an_answer_token_is_an_error(tiny):
 
 
 def test_a_training_stage_never_sees_an_example_without_answer_tokens(tiny):
-    """Through sft_trainer: the trainer's dataset holds only examples with answer tokens."""
+    """Through sft_trainer: the trainer's dataset holds only examples with answer tokens, and a dropped example's
+    slot is filled from its own batch, so the next step still reads the batch planned for it."""
     from continual.training import StageSettings, sft_trainer
     from strategies.naive import Naive
-    batches = [[{"prompt": p, "completion": c} for p, c in zip(DATA["prompt"], DATA["completion"])]]
-    settings = StageSettings(steps=1, batch_size=3, lr=1e-3, seed=0, device="cpu", max_length=16)
+    examples = [{"prompt": p, "completion": c} for p, c in zip(DATA["prompt"], DATA["completion"])]
+    later = [{"prompt": "Frodo is Sauron's", "completion": " enemy."}, {"prompt": "Ron is Harry's",
+                                                                         "completion": " friend."}]
+    batches = [examples[:2] + examples[2:], later + later[:1]]  # step 1: 42, 16 and 9 prompt tokens
+    settings = StageSettings(steps=2, batch_size=3, lr=1e-3, seed=0, device="cpu", max_length=16)
     trainer = sft_trainer(tiny.model, tiny.tokenizer, batches, settings, Naive(), [])
     rows = list(trainer.train_dataset)
-    assert len(rows) == 1 and all(any(t != IGNORE for t in r["labels"]) for r in rows)
+    assert len(rows) == 6 and all(any(t != IGNORE for t in r["labels"]) for r in rows)
+    expected = [split_continuation(tiny.tokenizer, e["prompt"], e["completion"]) for e in
+                [examples[2]] * 3 + later + later[:1]]
+    assert [r["input_ids"] for r in rows] == [ctx + cont for ctx, cont in expected]
+
+
+def test_a_step_left_with_no_answer_token_is_refused(tiny):
+    from continual.training import StageSettings, sft_trainer
+    from strategies.naive import Naive
+    batches = [[{"prompt": DATA["prompt"][2], "completion": DATA["completion"][2]}],
+               [{"prompt": DATA["prompt"][0], "completion": DATA["completion"][0]}]]
+    settings = StageSettings(steps=2, batch_size=1, lr=1e-3, seed=0, device="cpu", max_length=16)
+    with pytest.raises(ContinualError, match="no example of training step 2 keeps an answer token within "
+                                             "max_length 16: raise --max-length"):
+        sft_trainer(tiny.model, tiny.tokenizer, batches, settings, Naive(), [])

@@ -199,3 +199,68 @@ def test_n_per_metric_counts_the_runs_where_it_is_defined(tmp_path):
     assert table[table["strategy"] == "naive"].iloc[0]["bwt_n"] == 3
     rows = to_markdown(table).split("\n\n")[0]  # the table (the notes follow a blank line)
     assert rows.count("(n=") == 1 and f"{naive['kl']:.3f} ± {naive['kl_ci95']:.3f} (n=2)" in rows  # the kl cell
+
+
+def test_builtin_order_is_the_registry_order():
+    """compare orders rows without importing the strategy modules; its list must follow the registry."""
+    from continual.compare import BUILTIN_ORDER
+    from strategies import STRATEGIES
+    assert list(BUILTIN_ORDER) == STRATEGIES.names()
+
+
+def test_compare_and_report_do_not_load_the_strategy_stack(results, tmp_path):
+    """Reading finished runs needs no trainer: `continual compare` never imports strategies, trl or peft (those
+    imports were most of a report's time)."""
+    import subprocess
+    import sys
+    code = ("import sys; from continual import compare, report; compare.compare_table([sys.argv[1]]); "
+            "print(sorted(m for m in ('strategies', 'trl', 'peft', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(results)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_class_incremental_base_row_is_scored_over_every_label(tmp_path):
+    """On a class-incremental stream b[j] (the matrix's base row) is scored over the labels of tasks 0..j, the
+    final row over all of them; the table's base ACC is the base model scored over all of them, checked here against
+    an unbatched forward pass per (prompt, label)."""
+    import torch
+
+    import continual
+    from continual.evaluation import capped
+    from continual.models import load_model
+    from continual.runner import format_stream, stream_for
+    from continual.scoring import split_continuation
+
+    config = RunConfig(stream="topics", tasks="reviews,stories", strategy="naive", model="tiny", steps=1,
+                       batch_size=2, eval_cap=6, probe_options={"perplexity.tokens": 32, "kl.tokens": 8},
+                       out=str(tmp_path / "run"), device="cpu", progress=False, plots=False)
+    run = continual.run(config)
+    loaded = load_model("tiny", seed=0)
+    stream = format_stream(stream_for(config), loaded.tokenizer, False)
+    every_label = stream.label_space(0, len(stream.tasks) - 1)
+    assert len(every_label) == 4
+
+    def hand_accuracy(task, labels):
+        ds = capped(task.eval[task.matrix_split], 6)
+        right = []
+        for prompt, cands, gold in zip(ds["prompt"], ds["candidates"], ds["label"]):
+            logprobs = []
+            for label in labels:
+                context, answer = split_continuation(loaded.tokenizer, prompt, label)
+                ids = torch.tensor([context + answer])
+                with torch.no_grad():
+                    logits = loaded.model(ids).logits.log_softmax(-1)[0]
+                logprobs.append(sum(float(logits[len(context) + i - 1, t]) for i, t in enumerate(answer)))
+            right.append(labels[int(np.argmax(logprobs))] == cands[gold])
+        return float(np.mean(right))
+
+    seen = [hand_accuracy(t, stream.label_space(j, -1)) for j, t in enumerate(stream.tasks)]
+    final = [hand_accuracy(t, every_label) for t in stream.tasks]
+    assert list(run.matrix.loc["base"]) == pytest.approx(seen, abs=1e-9)  # b[j]: labels of tasks 0..j
+    assert list(run.base_in_final_labels()) == pytest.approx(final, abs=1e-9)
+    base = compare_table([run])
+    assert base[base["strategy"] == "base"].iloc[0]["acc"] == pytest.approx(np.mean(final), abs=1e-9)
+    # a task-incremental stream has one label space: its base row is b
+    facts = synthetic_run(tmp_path / "facts", "naive", 0)
+    facts_run = find_runs([facts])[0]
+    assert list(facts_run.base_in_final_labels()) == list(facts_run.matrix.loc["base"])

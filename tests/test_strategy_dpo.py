@@ -45,3 +45,26 @@ def test_with_lora_the_reference_is_trls_frozen_copy_of_the_adapter(monkeypatch)
     assert all(torch.equal(seen["ref"][n], pre_stage[n]) for n in pre_stage)
     assert "ref" not in runner.model.peft_config  # removed, so the next stage can make a fresh one
     assert isinstance(runner.strategy.parts[0], Lora)
+
+
+def test_chosen_and_rejected_are_the_completions_without_an_eos():
+    """trl appends EOS to plain-text answers; the pairs DPO trains end where the completion does, as SFT trains it
+    and as the matrix scores it."""
+    from continual.scoring import split_continuation
+    from continual.training import StageSettings
+    runner = StageRunner(DPO(), steps=2, lr=1e-2, batch_size=2)
+    ctx = runner.context(0)
+    examples = ctx.task.train.to_list()[:4]
+    batches = [examples[:2], examples[2:]]
+    settings = StageSettings(steps=2, batch_size=2, lr=1e-2, seed=0, device="cpu", max_length=64)
+    trainer = runner.strategy.build_trainer(runner.model, batches, ctx, settings, [], runner.strategy)
+    pairs = runner.strategy.pairs(batches, ctx)
+    rows = list(trainer.train_dataset)
+    assert len(rows) == 4
+    eos = runner.tokenizer.eos_token_id
+    for row, pair in zip(rows, pairs):
+        for side in ("chosen", "rejected"):
+            _, answer = split_continuation(runner.tokenizer, pair["prompt"], pair[side])
+            assert row[f"{side}_ids"] == answer and row[f"{side}_ids"][-1] != eos
+    runner.strategy.after_stage(runner.model, ctx)
+
