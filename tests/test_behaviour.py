@@ -8,7 +8,8 @@ where autograd added it before, which rounds differently in the last float bits;
 to 1e-5 (relative, absolute below 1; a single step agrees to 1e-6: tests/test_strategy_ewc.py). Re-recorded
 2026-12-01 for the cases that moved on purpose (issue 18): replay's buffer holds only the examples a stage trained
 (and its share carries its remainder), distill averages its KL over prompt positions at T = 2, and the
-general-text EWC anchor's λ is 2 on the log-likelihood Fisher; every other case kept its numbers."""
+general-text EWC anchor's λ is 2 on the log-likelihood Fisher; every other case kept its numbers. Re-recorded again
+the same day for the three DPO cases only: their chosen and rejected answers no longer end in the EOS trl appends."""
 
 import json
 import math
@@ -55,9 +56,13 @@ def test_numbers_equal_the_recorded_ones(key, tmp_path):
         assert same(json.loads(json.dumps(got[part])), want[part], rel), f"{key}: {part} moved"
 
 
-if __name__ == "__main__":  # re-record: python -m tests.test_behaviour
+if __name__ == "__main__":  # re-record: python -m tests.test_behaviour [case ...] (default: every case)
     import tempfile
+    keys = sys.argv[1:] or list(CASES)
+    unknown = [k for k in keys if k not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; the fixture's cases: {', '.join(CASES)}")
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = {key: record(case, Path(tmp) / key) for key, case in CASES.items()}
+        fresh = {**CASES, **{key: record(CASES[key], Path(tmp) / key) for key in keys}}
     FIXTURE.write_text(json.dumps(fresh, indent=1))
-    print(f"recorded {len(fresh)} cases into {FIXTURE}", file=sys.stderr)
+    print(f"recorded {len(keys)} case(s) into {FIXTURE}", file=sys.stderr)
