@@ -73,7 +73,23 @@ def metric_notes(runs: list[Run]) -> dict[str, tuple[str, bool | None, int]]:
     probes = {k: (c["description"], c.get("higher_is_better"), int(c.get("digits", 3)))
               for k, c in probe_metrics(runs).items()}
     fixed = {k: (text, higher, 3) for k, (text, higher) in {**MATRIX_METRICS, **COST_METRICS}.items()}
-    return {**{k: fixed[k] for k in MATRIX_METRICS}, **probes, **{k: fixed[k] for k in COST_METRICS}}
+    kinds = {k: (f"mean over the tasks scored by {k[4:-1]} of the score after the last stage (a stream whose "
+                 "tasks are scored on different scales gets one ACC per scale)", True, 3)
+             for k in dict.fromkeys(m for r in runs for m in scale_accs(r))}
+    return {"acc": fixed["acc"], **kinds, **{k: fixed[k] for k in MATRIX_METRICS if k != "acc"}, **probes,
+            **{k: fixed[k] for k in COST_METRICS}}
+
+
+def scale_accs(run: Run, row: pd.Series | None = None) -> dict[str, float]:
+    """``acc[<metric>]`` per scoring metric of a run's tasks (accuracy, rougeL_f1, ...) over a matrix row (default:
+    the final one), where the tasks are scored by more than one: the mixed stream's ACC averages accuracy with
+    ROUGE-L, and these keep the two apart. Empty for a stream on one scale."""
+    metrics = run.summary.get("matrix_metric") or {}
+    if len(set(metrics.values())) < 2:
+        return {}
+    row = run.matrix.loc[run.stages[-1]] if row is None else row
+    return {f"acc[{m}]": float(np.mean([row[t] for t, k in metrics.items() if k == m]))
+            for m in dict.fromkeys(metrics.values())}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -150,7 +166,8 @@ def learned(run: Run) -> float:
 def run_metrics(run: Run, probe_columns) -> dict:
     """One run's row: every table metric (plus acc_<split> for the other splits)."""
     s = run.summary
-    row = {"acc": s["acc"], "learned": learned(run), "bwt": s["bwt"], "fwt": s["fwt"], "forgetting": s["forgetting"],
+    row = {"acc": s["acc"], **scale_accs(run), "learned": learned(run), "bwt": s["bwt"], "fwt": s["fwt"],
+           "forgetting": s["forgetting"],
            **{c: s["probe"].get(c) for c in probe_columns}, "trainable": s["trainable_parameters"],
            "wall_s": s["wall_time_s"], "memory_mb": s["peak_memory_mb"]}
     for split, matrix in run.splits.items():
@@ -162,7 +179,8 @@ def base_metrics(run: Run, probe_columns) -> dict:
     """The base model's row from a run's base rows (no training: no transfer, nothing forgotten). Its ACC is in the
     label space of the final row it is compared with (all labels, in a class-incremental stream)."""
     base = run.probe.set_index("after").loc["base"]
-    row = {"acc": float(run.base_in_final_labels().mean()), "learned": 0.0, "bwt": None, "fwt": None,
+    row = {"acc": float(run.base_in_final_labels().mean()), **scale_accs(run, run.base_in_final_labels()),
+           "learned": 0.0, "bwt": None, "fwt": None,
            "forgetting": None, **{c: base.get(c) for c in probe_columns}, "trainable": 0, "wall_s": None,
            "memory_mb": None}
     for split in run.splits:

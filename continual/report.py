@@ -91,6 +91,8 @@ def column_names(table: pd.DataFrame, probe_columns: dict[str, dict]) -> dict[st
             name = probe_columns[column].get("label") or column.replace("_", " ")
         elif column.startswith("acc_"):
             name = f"ACC {SPLIT_NAMES.get(column[4:], column[4:])}"
+        elif column.startswith("acc[") and column.endswith("]"):  # one ACC per scoring scale (mixed stream)
+            name = f"ACC ({column[4:-1].replace('_', ' ')} tasks)"
         else:
             name = COLUMN_NAMES.get(column, column.replace("_", " "))
         higher = metrics[column][1] if column in metrics else (True if column.startswith("acc_") else None)

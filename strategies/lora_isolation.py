@@ -2,7 +2,11 @@
 
 Before adapter j has been trained (j later than the current stage) task j is scored on the base model with adapters
 disabled. The retention probe measures the model as a user would deploy it after the latest stage: the base with
-the latest task's adapter. Zero backward transfer is by construction: no adapter is trained twice, the base never.
+the latest task's adapter. No adapter is trained twice and the base never is, so task j's scoring model after
+stage j never changes: BWT and forgetting are zero by construction where a task's candidates stay the same
+(task- and domain-incremental streams). In a class-incremental stream they are not: R[j,j] is scored over the labels
+of tasks 0..j and the final row over all labels, so the same adapter can lose accuracy to labels it never saw
+(a negative BWT that measures the growing label space, not interference between tasks).
 """
 
 from __future__ import annotations

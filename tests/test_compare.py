@@ -264,3 +264,24 @@ def test_class_incremental_base_row_is_scored_over_every_label(tmp_path):
     facts = synthetic_run(tmp_path / "facts", "naive", 0)
     facts_run = find_runs([facts])[0]
     assert list(facts_run.base_in_final_labels()) == list(facts_run.matrix.loc["base"])
+
+
+def test_a_stream_on_two_scales_gets_one_acc_per_scale(tmp_path):
+    """The mixed stream's ACC averages accuracy with ROUGE-L; the table also gives each scale's own ACC, over the
+    tasks scored by it (and the base row's in the same way)."""
+    path = synthetic_run(tmp_path / "mixed", "naive", 0)
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["matrix_metric"] = {"hogwarts": "accuracy", "middle-earth": "accuracy", "galaxy": "rougeL_f1"}
+    summary_path.write_text(json.dumps(summary))
+    run = find_runs([path])[0]
+    table = compare_table([run]).set_index("strategy")
+    final = run.matrix.loc[run.stages[-1]]
+    assert table.loc["naive", "acc[accuracy]"] == pytest.approx((final["hogwarts"] + final["middle-earth"]) / 2)
+    assert table.loc["naive", "acc[rougeL_f1]"] == pytest.approx(final["galaxy"])
+    assert table.loc["naive", "acc"] == pytest.approx(final.mean())
+    base = run.matrix.loc["base"]
+    assert table.loc["base", "acc[rougeL_f1]"] == pytest.approx(base["galaxy"])
+    assert "acc[rougeL_f1]: mean over the tasks scored by rougeL_f1" in to_markdown(compare_table([run]))
+    one_scale = compare_table([synthetic_run(tmp_path / "facts", "naive", 1)])
+    assert not [c for c in one_scale.columns if c.startswith("acc[")]
