@@ -28,7 +28,7 @@ import pandas as pd
 from continual.config import NOT_HASHED
 from continual.errors import ContinualError
 from continual.metrics import CONVENTIONS
-from continual.results import Run, write_atomic
+from continual.results import FINAL_LABELS, Run, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,9 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     records = [{**key, **run_metrics(r, probes)} for key, r in zip(_keys(runs), runs)]
     references = {r.summary["strategy"] for r in runs if r.summary.get("reference")}
     bases = {}
-    for r in runs:  # one base row per distinct (base settings, task set, seed): every strategy of a seed shares it
+    # one base row per distinct (base settings, task set, seed): every strategy of a seed shares it. A run that
+    # scored its base over every label (class-incremental, FINAL_LABELS) gives it before one written without
+    for r in sorted(runs, key=lambda r: FINAL_LABELS not in r.scores):
         ident = tuple(str(r.config.get(k)) for k in BASE_FIELDS + ("seed",)) + (task_set(r),)
         bases.setdefault(ident, {**{k: str(r.config.get(k)) for k in BASE_FIELDS}, "task_set": task_set(r),
                                  "strategy": BASE_LABEL, **base_metrics(r, probes)})

@@ -1,6 +1,6 @@
 """The stage loop: for each stage, train it, score every task, run the probes, write results.
 
-    base model -> probes calibrated + every task scored (row "base")
+    base model -> probes calibrated + every task scored (row "base"; class-incremental: also over every label)
     for each stage of the strategy's plan: train (continual.training.train_stage) -> score every task -> probes
     -> result files + checkpoint
     -> metrics -> summary.json (and, from the last stage's scoring pass, predictions.csv)
