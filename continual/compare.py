@@ -286,6 +286,25 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     return table
 
 
+def select_on(table: pd.DataFrame, metric: str = "acc_validation") -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table with, per strategy, only the learning rate whose mean ``metric`` is highest (ties: the lower
+    learning rate), and the base rows: a sweep's choice made on the validation split, every other column still the
+    test split's. Returns (table, {strategy: chosen lr})."""
+    if metric not in table.columns:
+        raise ContinualError(f"no '{metric}' column to choose on: run with --validation-size N (a validation split "
+                             "held out of each task's training data)")
+    keep, chosen = table["strategy"] == BASE_LABEL, {}
+    for strategy in dict.fromkeys(table.loc[~keep, "strategy"]):
+        rows = table[table["strategy"] == strategy]
+        lrs = pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
+        best = rows.assign(_lr=lrs).sort_values([metric, "_lr"], ascending=[False, True], kind="stable").index[0]
+        keep |= table.index == best
+        chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
+    picked = table[keep].reset_index(drop=True)
+    picked.attrs = {**table.attrs}
+    return picked, chosen
+
+
 # ------------------------------------------------------------------------------------------------ formatting
 
 _FORMATS = {"trainable": lambda v: f"{v / 1e6:.1f}M" if v >= 1e5 else f"{v:,.0f}", "wall_s": "{:.0f}".format,

@@ -22,6 +22,9 @@ from continual.options import Options, option, read_yaml  # noqa: F401  (read_ya
 # Fields that do not change any result: left out of the run's identity hash.
 NOT_HASHED = ("out", "progress", "fresh", "export", "keep_checkpoint", "gradient_checkpointing", "plots",
               "report_to")
+# Fields added after runs were first recorded, with the value that means "as before": at that value they stay out of
+# the identity, so a run recorded before the field existed keeps its hash (and resumes).
+ADDED_LATER = {"validation_size": 0}
 DATA_SOURCES = ("offline", "hub")  # where built-in streams and the general text read their data
 DEFAULT_PROBES = "cloze,perplexity,kl"
 
@@ -41,6 +44,9 @@ class RunConfig(Options):
                                     "one)", low=0, shown_default="the stream's own")
     test_size: int | None = option(None, "evaluation examples per task (the stream's test_size option)", low=0,
                                    shown_default="the stream's own")
+    validation_size: int = option(0, "training examples per task held out as a 'validation' split: never trained, "
+                                  "scored after every stage like the test split, for choosing settings such as the "
+                                  "learning rate without looking at the test split (0: none)", low=0)
     stream_options: dict = option(help="stream options as <stream>.<option>=<value>, e.g. facts.camp_size=4 (each "
                                   "stream's options: `continual list`)", default_factory=dict, flag="stream-option")
     tasks: str = option("", "comma-separated task names to train, in this order", shown_default="the stream's "
@@ -116,7 +122,8 @@ class RunConfig(Options):
     def identity(self, data: str | None = None) -> dict:
         """Every field that can change a number; ``data``: the stream's fingerprint (Stream.fingerprint), so the
         same options over other data are another run."""
-        identity = {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in NOT_HASHED and not (k in ADDED_LATER and v == ADDED_LATER[k])}
         if self.stream.lower().endswith((".yaml", ".yml")) and os.path.isfile(self.stream):
             # a custom stream is its file's content, not its path: an edited file is another run
             with open(self.stream, "rb") as f:

@@ -42,7 +42,7 @@ from continual.models import load_model, parameter_counts
 from continual.probes import ProbeContext, check_columns, make_probes
 from continual.results import CHECKPOINT_ROWS, FINAL_LABELS, Run, RunDir, write_atomic
 from continual.streams import Stream, Task, get_stream, stream_spec
-from continual.streams.build import fit_to_length
+from continual.streams.build import fit_to_length, hold_out_validation
 from continual.training import train_stage
 from strategies import StageContext, make_strategy
 
@@ -184,6 +184,8 @@ def stream_for(config: RunConfig) -> Stream:
                                  f"{', '.join(by_name)}")
         stream.tasks = [by_name[n] for n in names]
     stream.tasks = ordered(stream.tasks, config.order, config.seed, stream.orders)
+    if config.validation_size:
+        hold_out_validation(stream, config.validation_size, config.seed)
     return stream
 
 

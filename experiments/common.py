@@ -170,6 +170,12 @@ def run_experiment(stream: str, args, size: Size) -> int:
     written += plots.write_plots(runs, out / "plots")
     written.append(report.write_report(runs, out / "report.html", title=f"{stream} experiment, {args.model}",
                                        plots_dir=out / "plots"))
+    if "acc_validation" in table and table[table["strategy"] != compare.BASE_LABEL].duplicated("strategy").any():
+        # a sweep with a validation split: the learning rate is chosen there, and the test split reported
+        picked, chosen = compare.select_on(table, "acc_validation")
+        written += compare.write_tables(picked, out, stem="selected")
+        print("\nlearning rates chosen on the validation split (selected.md reports their test scores): "
+              + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
     print()
     print(compare.to_markdown(table))
     print(f"written: {', '.join(str(p) for p in written if p.suffix != '.svg')} (+ SVG copies of the plots)")

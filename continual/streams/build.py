@@ -237,3 +237,44 @@ def fit_to_length(stream, tokenizer, max_length: int):
                                  f"'{task.name}' (its shortest prompt takes {shortest} tokens); raise --max-length")
     stream.options = {**stream.options, "training_prompts_trimmed_to_fit": trimmed}
     return stream
+
+
+def hold_out_validation(stream, size: int, seed: int):
+    """Move ``size`` training examples of each task (a seeded draw) into an evaluation split named "validation",
+    scored like the task's others and never trained: settings chosen on it (the learning rate of a sweep) are not
+    chosen on the test split they are reported on. A choice example's label is the candidate its completion begins
+    with; a generation example's reference is its completion. A task scored on its own training examples (facts: the
+    matrix measures what was trained) has no held-out data to take and keeps its training set; the tasks given a
+    split and those without are recorded in stream.options."""
+    given, kept = [], []
+    for task in stream.tasks:
+        if task.matrix_split == "train":
+            kept.append(task.name)
+            continue
+        n = len(task.train)
+        if size >= n:
+            raise ContinualError(f"--validation-size {size} leaves task '{task.name}' no training example (it has {n});"
+                                 f" choose at most {n - 1}")
+        held = sorted(random.Random(f"validation:{seed}:{task.name}").sample(range(n), size))
+        rows = task.train.select(held).to_list()
+        task.train = task.train.select(sorted(set(range(n)) - set(held)))
+        if task.kind == "generation":
+            split = Dataset.from_dict({"prompt": [r["prompt"] for r in rows],
+                                       "reference": [r["completion"].strip() for r in rows]})
+        else:
+            answers = task.answers
+            labels = []
+            for r in rows:
+                matches = [i for i, a in enumerate(answers) if r["completion"].startswith(a)]
+                if not matches:
+                    raise ContinualError(f"task '{task.name}': the completion {r['completion']!r} begins with none "
+                                         f"of its candidate answers {answers}, so it cannot be scored as a "
+                                         "validation example; use --validation-size 0")
+                labels.append(max(matches, key=lambda i: len(answers[i])))
+            split = Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "candidates": [answers] * len(rows),
+                                       "label": labels})
+        task.eval = {**task.eval, "validation": split}
+        given.append(task.name)
+    stream.options = {**stream.options, "validation_split": {"size": size, "tasks": given,
+                                                             "scored_on_training_data": kept}}
+    return stream
