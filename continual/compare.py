@@ -283,7 +283,19 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     table.attrs["constant"] = {c: trained[c].iloc[0] for c in key_cols
                                if c not in shown and len(trained) and trained[c].nunique() == 1 and trained[c].iloc[0]}
     table.attrs["metrics"] = {m: notes[m] for m in ordered if m in notes}
+    table.attrs["examples"] = examples_per_cell(runs)
     return table
+
+
+def examples_per_cell(runs: list[Run]) -> tuple[int, int] | None:
+    """(fewest, most) examples one matrix cell is a mean over, across these runs' tasks (scores.csv's n)."""
+    counts = []
+    for r in runs:
+        if "n" in r.scores:
+            split = r.matrix_split
+            counts += [int(n) for t, s, n in zip(r.scores["task"], r.scores["split"], r.scores["n"])
+                       if split.get(t) == s]
+    return (min(counts), max(counts)) if counts else None
 
 
 def select_on(table: pd.DataFrame, metric: str = "acc_validation") -> tuple[pd.DataFrame, dict[str, str]]:
@@ -344,6 +356,12 @@ def conventions_text(table: pd.DataFrame) -> list[str]:
              "(t_{0.975,n-1}·s/√n); no interval when n = 1. n is the row's runs; a cell marked (n=k) is defined in "
              "only k of them, and its mean and interval are over those k. Rows pool only task orders of one task set "
              "(task_set). n/a: undefined (a reference has one stage; base was not trained)."]
+    examples = table.attrs.get("examples")
+    if examples:
+        fewest, most = examples
+        lines.append(f"Each run's matrix cell is a mean over {fewest if fewest == most else f'{fewest}-{most}'} "
+                     "evaluation examples of its task (scores.csv n; its own standard error is in "
+                     "matrix_stderr.csv); the intervals above are over runs, not examples.")
     metrics = table.attrs.get("metrics", {})
     for m in table.columns:
         if m in metrics:

@@ -285,3 +285,13 @@ def test_a_stream_on_two_scales_gets_one_acc_per_scale(tmp_path):
     assert "acc[rougeL_f1]: mean over the tasks scored by rougeL_f1" in to_markdown(compare_table([run]))
     one_scale = compare_table([synthetic_run(tmp_path / "facts", "naive", 1)])
     assert not [c for c in one_scale.columns if c.startswith("acc[")]
+
+
+def test_the_notes_say_how_many_examples_a_cell_holds(results):
+    table = compare_table([results])
+    runs = find_runs([results])
+    n = {int(v) for r in runs for v in r.scores[r.scores["split"] == "train"]["n"]}
+    assert table.attrs["examples"] == (min(n), max(n))
+    text = to_markdown(table)
+    count = str(min(n)) if len(n) == 1 else f"{min(n)}-{max(n)}"
+    assert f"Each run's matrix cell is a mean over {count} evaluation examples of its task" in text
