@@ -2,7 +2,8 @@
 the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, exactly (CPU; the fixture was recorded with the
 code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
 
-A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``) and
+A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``, with
+the default torch threads: a single-thread recording differs in the last float bits) and
 says why in its commit. One known exception: EWC adds its penalty's gradient in closed form after backward (issue 15)
 where autograd added it before, which rounds differently in the last float bits; cases with an EWC part are compared
 to 1e-5 (relative, absolute below 1; a single step agrees to 1e-6: tests/test_strategy_ewc.py). Re-recorded
