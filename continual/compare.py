@@ -117,7 +117,8 @@ def find_runs(paths, include_incomplete: bool = False) -> list[Run]:
         (runs if run.summary.get("status") == "completed" or include_incomplete else skipped).append(run)
     for run in skipped:
         log.warning("skipping %s: status '%s' (re-run it to finish)", run.path, run.summary.get("status"))
-    runs.sort(key=lambda r: (_strategy_rank(r.summary.get("strategy", ""), r.summary.get("reference", False)),
+    runs.sort(key=lambda r: (_strategy_rank(r.summary.get("strategy", ""), r.summary.get("reference", False),
+                                            r.summary.get("strategy_rank")),
                              float(r.summary.get("lr") or 0), r.summary.get("seed", 0), str(r.path)))
     if not runs:
         raise ContinualError(f"no completed run directory (summary.json with status 'completed') under "
@@ -222,21 +223,18 @@ def group_labels(runs: list[Run]) -> list[str]:
             for d in keys]
 
 
-# The registry's order of the built-in strategies (tests/test_compare.py keeps the two equal). Ordering rows by it
-# spares a report the import of the strategy modules (transformers, trl and peft: most of a report's time).
-BUILTIN_ORDER = ("naive", "lora", "lora-isolation", "ewc", "replay", "distill", "dpo", "o-lora", "agem",
-                 "generative-replay", "merge", "lora-merge", "osf", "joint")
-
-
-def _strategy_rank(name: str, reference: bool = False) -> tuple:
-    # a process that loaded the registry may have registered its own strategies: then the registry orders them
-    registry = sys.modules.get("strategies")
-    order = registry.STRATEGIES.names() if hasattr(registry, "STRATEGIES") else list(BUILTIN_ORDER)
+def _strategy_rank(name: str, reference: bool = False, recorded: int | None = None) -> tuple:
+    """Rows in the registry's order. Reading runs needs no registry: each run records its strategy's place in it
+    (summary.json's strategy_rank, written by the runner); a process that has loaded the registry (and may have
+    registered strategies of its own) is ordered by it. Unranked names (combinations) follow, by name."""
     if name == BASE_LABEL:
         return (0, 0, name)
     if reference:  # a reference point (one pooled stage) goes last, after every continual strategy
         return (3, 0, name)
-    return (1, order.index(name), name) if name in order else (2, 0, name)
+    registry = getattr(sys.modules.get("strategies"), "STRATEGIES", None)
+    if registry is not None and name in registry:
+        return (1, registry.names().index(name), name)
+    return (1, recorded, name) if isinstance(recorded, int) else (2, 0, name)
 
 
 def compare_table(runs_or_paths) -> pd.DataFrame:
@@ -276,7 +274,8 @@ def compare_table(runs_or_paths) -> pd.DataFrame:
     shown = ["strategy"] + [c for c in key_cols if c != "strategy" and trained[c].nunique() > 1]
     if table.loc[table["strategy"] == BASE_LABEL, "model"].nunique() > 1 and "model" not in shown:
         shown.append("model")
-    table["_rank"] = [_strategy_rank(s, s in references) for s in table["strategy"]]
+    recorded = {r.summary.get("strategy"): r.summary.get("strategy_rank") for r in runs}
+    table["_rank"] = [_strategy_rank(s, s in references, recorded.get(s)) for s in table["strategy"]]
     table["_lr"] = pd.to_numeric(table["lr"], errors="coerce").fillna(0.0)
     table = table.sort_values(["_rank", "_lr"], kind="stable")
     table = table[shown + ["n"] + [c for m in ordered for c in (m, f"{m}_ci95", f"{m}_n")]].reset_index(drop=True)

@@ -44,7 +44,7 @@ from continual.results import CHECKPOINT_ROWS, FINAL_LABELS, Run, RunDir, write_
 from continual.streams import Stream, Task, get_stream, stream_spec
 from continual.streams.build import fit_to_length, hold_out_validation
 from continual.training import train_stage
-from strategies import StageContext, make_strategy
+from strategies import STRATEGIES, StageContext, make_strategy
 
 RunResult = Run  # what ``continual.run`` returns: the run directory's contents, in memory
 
@@ -431,6 +431,7 @@ def summarise_run(run: Run, config: RunConfig, strategy, stream: Stream, names: 
     return {
         "status": "completed", "config_hash": config_hash or config.config_hash(), "stream": stream.name,
         "strategy": config.strategy,
+        "strategy_rank": STRATEGIES.names().index(config.strategy) if config.strategy in STRATEGIES else None,
         "reference": strategy.reference, "model": config.model, "seed": config.seed, "lr": config.lr,
         "tasks": tasks, "stages": names, **metrics,
         "probe": {c: _number(probe.loc[names[-1], c]) for c in columns},

@@ -201,11 +201,11 @@ def test_n_per_metric_counts_the_runs_where_it_is_defined(tmp_path):
     assert rows.count("(n=") == 1 and f"{naive['kl']:.3f} ± {naive['kl_ci95']:.3f} (n=2)" in rows  # the kl cell
 
 
-def test_builtin_order_is_the_registry_order():
-    """compare orders rows without importing the strategy modules; its list must follow the registry."""
-    from continual.compare import BUILTIN_ORDER
+def test_runs_record_their_place_in_the_registry(results):
+    """compare orders rows without importing the strategy modules: each run records its strategy's rank."""
     from strategies import STRATEGIES
-    assert list(BUILTIN_ORDER) == STRATEGIES.names()
+    for run in find_runs([results]):
+        assert run.summary["strategy_rank"] == STRATEGIES.names().index(run.summary["strategy"])
 
 
 def test_compare_and_report_do_not_load_the_strategy_stack(results, tmp_path):
@@ -213,10 +213,13 @@ def test_compare_and_report_do_not_load_the_strategy_stack(results, tmp_path):
     imports were most of a report's time)."""
     import subprocess
     import sys
-    code = ("import sys; from continual import compare, report; compare.compare_table([sys.argv[1]]); "
-            "print(sorted(m for m in ('strategies', 'trl', 'peft', 'transformers') if m in sys.modules))")
+    code = ("import sys; from continual import compare, report; t = compare.compare_table([sys.argv[1]]); "
+            "print(sorted(m for m in ('strategies', 'trl', 'peft', 'transformers') if m in sys.modules)); "
+            "print(','.join(dict.fromkeys(t['strategy'])))")
     out = subprocess.run([sys.executable, "-c", code, str(results)], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    loaded, order = out.stdout.strip().splitlines()
+    assert loaded == "[]"
+    assert order == "base,naive,lora,joint"  # the registry's order, read from the runs (joint: a reference, last)
 
 
 def test_class_incremental_base_row_is_scored_over_every_label(tmp_path):
