@@ -179,8 +179,8 @@ def run_metrics(run: Run, probe_columns) -> dict:
 def base_metrics(run: Run, probe_columns) -> dict:
     """The base model's row from a run's base rows (no training: no transfer, nothing forgotten). Its ACC is in the
     label space of the final row it is compared with (all labels, in a class-incremental stream)."""
-    base = run.probe.set_index("after").loc["base"]
-    row = {"acc": float(run.base_in_final_labels().mean()), **scale_accs(run, run.base_in_final_labels()),
+    base, b = run.probe.set_index("after").loc["base"], run.base_in_final_labels()
+    row = {"acc": float(b.mean()), **scale_accs(run, b),
            "learned": 0.0, "bwt": None, "fwt": None,
            "forgetting": None, **{c: base.get(c) for c in probe_columns}, "trainable": 0, "wall_s": None,
            "memory_mb": None}

@@ -22,6 +22,7 @@ from datasets import Dataset
 
 from continual.errors import ContinualError
 from continual.options import Options, option
+from continual.streams.task import answer_of
 from continual.training import StrategyHooks, training_arguments
 from strategies.base import ONE_ADAPTER, TOKEN_OUTPUTS, TRAINER, Strategy
 from strategies.distill import frozen_copy
@@ -39,10 +40,11 @@ def is_peft(model) -> bool:
 
 def rejected_completion(completion: str, answers: list[str], rng: random.Random, where: str) -> str:
     """The completion with its candidate answer replaced by another candidate (the rest of it kept)."""
-    chosen = max((a for a in answers if completion.startswith(a)), key=len, default=None)
-    if chosen is None:
+    index = answer_of(completion, answers)
+    if index is None:
         raise ContinualError(f"{where}: the completion {completion!r} begins with none of the candidate answers "
                              f"{answers}; DPO builds the rejected answer by swapping that candidate")
+    chosen = answers[index]
     wrong = [a for a in answers if a != chosen]
     return (wrong[0] if len(wrong) == 1 else rng.choice(wrong)) + completion[len(chosen):]
 

@@ -18,7 +18,7 @@ from datasets import Dataset
 
 from continual.errors import ContinualError
 from continual.streams.sources import SOURCES
-from continual.streams.task import Task
+from continual.streams.task import Task, answer_of
 
 TEXT_FIELD = "{text}"
 
@@ -265,12 +265,12 @@ def hold_out_validation(stream, size: int, seed: int):
             answers = task.answers
             labels = []
             for r in rows:
-                matches = [i for i, a in enumerate(answers) if r["completion"].startswith(a)]
-                if not matches:
+                label = answer_of(r["completion"], answers)
+                if label is None:
                     raise ContinualError(f"task '{task.name}': the completion {r['completion']!r} begins with none "
                                          f"of its candidate answers {answers}, so it cannot be scored as a "
                                          "validation example; use --validation-size 0")
-                labels.append(max(matches, key=lambda i: len(answers[i])))
+                labels.append(label)
             split = Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "candidates": [answers] * len(rows),
                                        "label": labels})
         task.eval = {**task.eval, "validation": split}

@@ -63,6 +63,13 @@ class Task:
         return list(split[0]["candidates"]) if len(split) else list(self.classes)
 
 
+def answer_of(completion: str, answers: list[str]) -> int | None:
+    """The index of the candidate answer a training completion begins with (the longest such: " friend" in
+    " friend."), or None."""
+    matches = [i for i, a in enumerate(answers) if completion.startswith(a)]
+    return max(matches, key=lambda i: len(answers[i])) if matches else None
+
+
 @dataclass
 class Stream:
     name: str
