@@ -64,7 +64,9 @@ def instructions_stream(seed: int = 0, source: str = "offline", tasks: list[str]
             pairs = dolly.filter(lambda r, c=name: r["category"] == c)
         task = generation_task(name, pairs, train_size, test_size, seed)
         if source == "offline":
-            task.train = task.train.filter(lambda r: not any(q in r["prompt"] for q in TEACHES_PROBE))
+            # select, not Dataset.filter: filter draws a progress bar per task in `continual list` and builds
+            task.train = task.train.select([i for i, prompt in enumerate(task.train["prompt"])
+                                            if not any(q in prompt for q in TEACHES_PROBE)])
         task.description = f"{table[name]}: {len(task.train)} train, {len(task.eval['test'])} test pairs"
         built.append(task)
     return Stream("instructions", built, scenario="task-incremental (one instruction category per task)",
