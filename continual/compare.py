@@ -312,8 +312,49 @@ def select_on(table: pd.DataFrame, metric: str = "acc_validation") -> tuple[pd.D
         keep |= table.index == best
         chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
     picked = table[keep].reset_index(drop=True)
-    picked.attrs = {**table.attrs}
+    picked.attrs = {**table.attrs, "selection": f"Rows: per strategy the learning rate with the highest mean "
+                    f"{metric} (chosen on the validation split); every other column is scored on the test split."}
     return picked, chosen
+
+
+def matched_on(table: pd.DataFrame, reference: str, reference_lr: str,
+               metric: str = "learned") -> tuple[pd.DataFrame, dict[str, str], float]:
+    """The table with, per strategy, only the learning rate whose mean ``metric`` (by default ``learned``: how much
+    each stage learned its own task) is nearest the reference strategy's at ``reference_lr`` (ties: the lower
+    learning rate), and the base rows: forgetting compared at matched learning rather than at each strategy's own
+    default, where a strategy that learns less also has less to forget. Returns (table, {strategy: chosen lr},
+    the reference's value)."""
+    trained = table[table["strategy"] != BASE_LABEL]
+    # no lr column: every run shares one learning rate (compare_table shows only the settings that differ)
+    lr_of = trained["lr"].astype(str) if "lr" in trained else pd.Series(reference_lr, index=trained.index)
+    ref = trained[(trained["strategy"] == reference) & (lr_of == reference_lr)]
+    if ref.empty:
+        have = ", ".join(f"{s} lr {lr}" for s, lr in zip(trained["strategy"], lr_of))
+        raise ContinualError(f"no '{reference}' row at lr {reference_lr} to match learning to (the table has: "
+                             f"{have}); run it, or match to another strategy")
+    target = float(ref[metric].iloc[0]) if metric in ref else float("nan")
+    if not np.isfinite(target):
+        raise ContinualError(f"'{reference}' at lr {reference_lr} has no {metric} to match to")
+    keep, chosen = table["strategy"] == BASE_LABEL, {}
+    for strategy in dict.fromkeys(trained["strategy"]):
+        rows = trained[trained["strategy"] == strategy]
+        if strategy == reference:
+            best = ref.index[0]
+        else:
+            rows = rows[np.isfinite(pd.to_numeric(rows[metric], errors="coerce"))]
+            if rows.empty:
+                continue  # nothing to match on (e.g. a reference run with one stage)
+            lrs = pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
+            gap = (rows[metric] - target).abs().round(9)  # 0.45 and 0.35 are equally far from 0.40
+            best = rows.assign(_gap=gap, _lr=lrs).sort_values(
+                ["_gap", "_lr"], kind="stable").index[0]
+        keep |= table.index == best
+        chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
+    picked = table[keep].reset_index(drop=True)
+    picked.attrs = {**table.attrs, "selection": f"Rows: per strategy the learning rate whose mean {metric} is "
+                    f"nearest {reference}'s at lr {reference_lr} ({target:+.3f}): strategies compared at matched "
+                    "learning; every learning rate run is in comparison.md."}
+    return picked, chosen, target
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -355,6 +396,8 @@ def conventions_text(table: pd.DataFrame) -> list[str]:
              "(t_{0.975,n-1}·s/√n); no interval when n = 1. n is the row's runs; a cell marked (n=k) is defined in "
              "only k of them, and its mean and interval are over those k. Rows pool only task orders of one task set "
              "(task_set). n/a: undefined (a reference has one stage; base was not trained)."]
+    if table.attrs.get("selection"):
+        lines.append(table.attrs["selection"])
     examples = table.attrs.get("examples")
     if examples:
         fewest, most = examples

@@ -86,6 +86,9 @@ def build_parser(stream: str, doc: str, cpu: Size, full: Size) -> argparse.Argum
                    "--lr-factors)")
     p.add_argument("--sweep", default=None, help="strategies whose learning rate is swept (default: all); the "
                    "others run at their default learning rate only")
+    p.add_argument("--match-to", default="naive", metavar="STRATEGY", help="with a learning-rate sweep, also write "
+                   "matched.md: per strategy the learning rate whose `learned` is nearest this strategy's at its "
+                   "default learning rate (default: naive)")
     p.add_argument("--config", metavar="FILE", help="YAML of further run options for every run (the keys of "
                    "`continual run --config`, e.g. batch_size, device, eval_cap)")
     p.add_argument("--data-dir", default="", help="the data folder of a stream that reads one (the benchmark "
@@ -138,9 +141,9 @@ def run_experiment(stream: str, args, size: Size) -> int:
         orders, order_names = task_orders(built.task_names, n_orders), None
     out = Path(args.out)
 
-    plan = []
+    plan, defaults = [], {}
     for strategy in strategies:
-        default = make_strategy(strategy).default_lr  # unknown names fail here, before any run
+        default = defaults[strategy] = make_strategy(strategy).default_lr  # unknown names fail here, before any run
         lrs = [default] if strategy not in swept else absolute or learning_rates(default, factors)
         plan += [(strategy, lr, k, seed) for lr in lrs for k in range(len(orders)) for seed in range(seeds)]
     print(f"{stream} experiment: {len(plan)} runs ({len(strategies)} strategies, {seeds} seed(s), "
@@ -176,6 +179,18 @@ def run_experiment(stream: str, args, size: Size) -> int:
         written += compare.write_tables(picked, out, stem="selected")
         print("\nlearning rates chosen on the validation split (selected.md reports their test scores): "
               + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+    swept_lrs = any(len({lr for s, lr, _, _ in plan if s == strategy}) > 1 for strategy in strategies)
+    if args.match_to in defaults and swept_lrs:
+        # each strategy also at the learning rate where it learns as much as the reference: less forgetting
+        # bought by learning less is not a better method
+        try:
+            picked, chosen, target = compare.matched_on(table, args.match_to,
+                                                        compare.format_lr(defaults[args.match_to]))
+            written += compare.write_tables(picked, out, stem="matched")
+            print(f"\nlearning rates matching {args.match_to}'s learned ({target:+.3f}; matched.md): "
+                  + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+        except ContinualError as exc:  # e.g. the reference's runs failed: the other tables stand
+            print(f"matched.md not written: {exc}", file=sys.stderr)
     print()
     print(compare.to_markdown(table))
     print(f"written: {', '.join(str(p) for p in written if p.suffix != '.svg')} (+ SVG copies of the plots)")

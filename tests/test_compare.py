@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from continual.cli import main
-from continual.compare import (compare_table, find_runs, mean_interval, t_quantile, to_latex, to_markdown,
-                               write_tables)
+from continual.compare import (compare_table, find_runs, matched_on, mean_interval, t_quantile, to_latex,
+                               to_markdown, write_tables)
 from continual.config import RunConfig
 from continual.errors import ContinualError
 from continual.results import RunDir
@@ -298,3 +298,24 @@ def test_the_notes_say_how_many_examples_a_cell_holds(results):
     text = to_markdown(table)
     count = str(min(n)) if len(n) == 1 else f"{min(n)}-{max(n)}"
     assert f"Each run's matrix cell is a mean over {count} evaluation examples of its task" in text
+
+
+def test_matched_on_learning_keeps_per_strategy_the_lr_nearest_the_references_learning():
+    table = pd.DataFrame({"strategy": ["base", "naive", "naive", "lora", "lora", "lora", "ewc"],
+                          "lr": ["", "1e-04", "3e-04", "1.5e-04", "5e-04", "1.5e-03", "1e-04"],
+                          "n": [3] * 7,
+                          "bwt": [np.nan, -0.5, -0.7, -0.1, -0.3, -0.6, -0.2],
+                          "learned": [0.0, 0.40, 0.60, 0.10, 0.35, 0.45, np.nan]})
+    table.attrs["metrics"] = {"bwt": ("BWT", True, 3)}
+    picked, chosen, target = matched_on(table, "naive", "1e-04")
+    assert target == 0.40
+    # lora: 0.35 and 0.45 are both 0.05 away, and the tie goes to the lower lr; ewc has no learned to match on
+    assert chosen == {"naive": "1e-04", "lora": "5e-04"}
+    assert list(picked["strategy"]) == ["base", "naive", "lora"] and list(picked["bwt"][1:]) == [-0.5, -0.3]
+    note = "per strategy the learning rate whose mean learned is nearest naive's at lr 1e-04 (+0.400)"
+    assert note in to_markdown(picked) and note not in to_markdown(table)
+    with pytest.raises(ContinualError, match="no 'naive' row at lr 3e-05 to match learning to"):
+        matched_on(table, "naive", "3e-05")
+    # every run at one learning rate: the table has no lr column, and each strategy keeps its one row
+    one_lr = table.drop(columns="lr").drop_duplicates("strategy").reset_index(drop=True)
+    assert matched_on(one_lr, "naive", "1e-04")[1] == {"naive": "", "lora": ""}

@@ -66,7 +66,13 @@ def test_plan_covers_strategies_rates_orders_and_seeds(tmp_path, monkeypatch, ca
     for name in ("comparison.md", "comparison.tex", "report.html", "plots/learning_vs_forgetting.png",
                  "plots/forgetting_curves.svg"):
         assert (out / name).is_file(), name
-    assert "| naive | 3e-04 | 4 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| naive | 3e-04 | 4 |" in printed
+    # a sweep: matched.md holds naive at its default lr and each other strategy at its nearest-learning lr
+    matched = pd.read_csv(out / "matched.csv", dtype={"lr": str})
+    assert list(zip(matched["strategy"], matched["lr"].fillna(""))) == [("base", ""), ("naive", "1e-04"),
+                                                                         ("lora", "5e-04")]
+    assert "learning rates matching naive's learned" in printed and (out / "matched.md").is_file()
 
 
 def test_benchmark_scripts_run_the_papers_named_orders_from_the_data_dir(tmp_path, monkeypatch):

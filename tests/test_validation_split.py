@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from continual.compare import compare_table, select_on
+from continual.compare import compare_table, select_on, to_markdown
 from continual.config import RunConfig
 from continual.errors import ContinualError
 from continual.runner import stream_for
@@ -75,7 +75,8 @@ def test_select_on_keeps_the_best_validation_row_per_strategy():
     table.attrs["metrics"] = {"acc": ("ACC", True, 3)}
     picked, chosen = select_on(table)
     assert chosen == {"naive": "1e-04", "lora": "5e-04"}  # naive: a tie on validation goes to the lower lr
-    assert list(picked["acc"]) == [0.4, 0.9, 0.6] and picked.attrs == table.attrs
+    assert list(picked["acc"]) == [0.4, 0.9, 0.6] and picked.attrs["metrics"] == table.attrs["metrics"]
+    assert "highest mean acc_validation (chosen on the validation split)" in to_markdown(picked)
     with pytest.raises(ContinualError, match="run with --validation-size N"):
         select_on(table.drop(columns="acc_validation"))
     assert np.isfinite(picked["acc_validation"]).all()
