@@ -343,7 +343,7 @@ def matched_on(table: pd.DataFrame, reference: str, reference_lr: str,
         else:
             rows = rows[np.isfinite(pd.to_numeric(rows[metric], errors="coerce"))]
             if rows.empty:
-                continue  # nothing to match on (e.g. a reference run with one stage)
+                continue  # undefined in every run of it: nothing to match on
             lrs = pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
             gap = (rows[metric] - target).abs().round(9)  # 0.45 and 0.35 are equally far from 0.40
             best = rows.assign(_gap=gap, _lr=lrs).sort_values(
