@@ -408,7 +408,8 @@ def conventions_text(table: pd.DataFrame) -> list[str]:
     for m in table.columns:
         if m in metrics:
             lines.append(f"{m}: {metrics[m][0]}")
-        elif m.startswith("acc_") and not m.endswith("_ci95"):
+        elif m.startswith("acc_") and not m.endswith("_ci95") and not (m.endswith("_n") and m[:-2] in table):
+            # (acc_n, acc_heldout_n: how many runs a mean is over, not a split's ACC)
             lines.append(f"{m}: mean over tasks of the final row of matrix_{m[4:]}.csv")
     constant = table.attrs.get("constant", {})
     if constant:

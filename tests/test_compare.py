@@ -137,6 +137,9 @@ def test_tables_are_written_in_three_formats_with_conventions(results, tmp_path)
     naive = table.iloc[1]
     assert f"{naive['acc']:.3f} ± {naive['acc_ci95']:.3f}" in text  # mean ± half-width
     assert "Student-t 95%" in text and "Chaudhry" in text and "GEM-style" in text
+    # a split's ACC gets its note; the run counts beside each mean (acc_n, acc_heldout_n) are no split's
+    assert "- acc_heldout: mean over tasks of the final row of matrix_heldout.csv" in text
+    assert "- acc_n:" not in text and "acc_heldout_n:" not in text
     assert "| lora | 5e-04 | 1 |" in text  # one seed: no interval
     lora_line = next(line for line in text.splitlines() if line.startswith("| lora |"))
     assert "±" not in lora_line
