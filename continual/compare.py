@@ -297,6 +297,26 @@ def examples_per_cell(runs: list[Run]) -> tuple[int, int] | None:
     return (min(counts), max(counts)) if counts else None
 
 
+def _numeric_lrs(rows: pd.DataFrame) -> pd.Series:
+    # no lr column: every run shares one learning rate (compare_table shows only the settings that differ)
+    return pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
+
+
+def _one_row_per_strategy(table: pd.DataFrame, best_of, selection: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The base rows and, per strategy, the row ``best_of(strategy, its rows)`` names (None: the strategy is left
+    out); the table's notes say how the rows were chosen. Returns (table, {strategy: chosen lr})."""
+    keep, chosen = table["strategy"] == BASE_LABEL, {}
+    for strategy in dict.fromkeys(table.loc[~keep, "strategy"]):
+        best = best_of(strategy, table[table["strategy"] == strategy])
+        if best is None:
+            continue
+        keep |= table.index == best
+        chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
+    picked = table[keep].reset_index(drop=True)
+    picked.attrs = {**table.attrs, "selection": selection}
+    return picked, chosen
+
+
 def select_on(table: pd.DataFrame, metric: str = "acc_validation") -> tuple[pd.DataFrame, dict[str, str]]:
     """The table with, per strategy, only the learning rate whose mean ``metric`` is highest (ties: the lower
     learning rate), and the base rows: a sweep's choice made on the validation split, every other column still the
@@ -304,17 +324,13 @@ def select_on(table: pd.DataFrame, metric: str = "acc_validation") -> tuple[pd.D
     if metric not in table.columns:
         raise ContinualError(f"no '{metric}' column to choose on: run with --validation-size N (a validation split "
                              "held out of each task's training data)")
-    keep, chosen = table["strategy"] == BASE_LABEL, {}
-    for strategy in dict.fromkeys(table.loc[~keep, "strategy"]):
-        rows = table[table["strategy"] == strategy]
-        lrs = pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
-        best = rows.assign(_lr=lrs).sort_values([metric, "_lr"], ascending=[False, True], kind="stable").index[0]
-        keep |= table.index == best
-        chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
-    picked = table[keep].reset_index(drop=True)
-    picked.attrs = {**table.attrs, "selection": f"Rows: per strategy the learning rate with the highest mean "
-                    f"{metric} (chosen on the validation split); every other column is scored on the test split."}
-    return picked, chosen
+
+    def best_of(strategy, rows):
+        return rows.assign(_lr=_numeric_lrs(rows)).sort_values([metric, "_lr"], ascending=[False, True],
+                                                               kind="stable").index[0]
+    return _one_row_per_strategy(table, best_of, f"Rows: per strategy the learning rate with the highest mean "
+                                 f"{metric} (chosen on the validation split); every other column is scored on the "
+                                 "test split.")
 
 
 def matched_on(table: pd.DataFrame, reference: str, reference_lr: str,
@@ -325,7 +341,6 @@ def matched_on(table: pd.DataFrame, reference: str, reference_lr: str,
     default, where a strategy that learns less also has less to forget. Returns (table, {strategy: chosen lr},
     the reference's value)."""
     trained = table[table["strategy"] != BASE_LABEL]
-    # no lr column: every run shares one learning rate (compare_table shows only the settings that differ)
     lr_of = trained["lr"].astype(str) if "lr" in trained else pd.Series(reference_lr, index=trained.index)
     ref = trained[(trained["strategy"] == reference) & (lr_of == reference_lr)]
     if ref.empty:
@@ -335,25 +350,19 @@ def matched_on(table: pd.DataFrame, reference: str, reference_lr: str,
     target = float(ref[metric].iloc[0]) if metric in ref else float("nan")
     if not np.isfinite(target):
         raise ContinualError(f"'{reference}' at lr {reference_lr} has no {metric} to match to")
-    keep, chosen = table["strategy"] == BASE_LABEL, {}
-    for strategy in dict.fromkeys(trained["strategy"]):
-        rows = trained[trained["strategy"] == strategy]
+
+    def best_of(strategy, rows):
         if strategy == reference:
-            best = ref.index[0]
-        else:
-            rows = rows[np.isfinite(pd.to_numeric(rows[metric], errors="coerce"))]
-            if rows.empty:
-                continue  # undefined in every run of it: nothing to match on
-            lrs = pd.to_numeric(rows["lr"], errors="coerce") if "lr" in rows else pd.Series(0.0, index=rows.index)
-            gap = (rows[metric] - target).abs().round(9)  # 0.45 and 0.35 are equally far from 0.40
-            best = rows.assign(_gap=gap, _lr=lrs).sort_values(
-                ["_gap", "_lr"], kind="stable").index[0]
-        keep |= table.index == best
-        chosen[strategy] = str(table.loc[best, "lr"]) if "lr" in table else ""
-    picked = table[keep].reset_index(drop=True)
-    picked.attrs = {**table.attrs, "selection": f"Rows: per strategy the learning rate whose mean {metric} is "
-                    f"nearest {reference}'s at lr {reference_lr} ({target:+.3f}): strategies compared at matched "
-                    "learning; every learning rate run is in comparison.md."}
+            return ref.index[0]
+        rows = rows[np.isfinite(pd.to_numeric(rows[metric], errors="coerce"))]
+        if rows.empty:
+            return None  # undefined in every run of it: nothing to match on
+        gap = (rows[metric] - target).abs().round(9)  # 0.45 and 0.35 are equally far from 0.40
+        return rows.assign(_gap=gap, _lr=_numeric_lrs(rows)).sort_values(["_gap", "_lr"], kind="stable").index[0]
+    picked, chosen = _one_row_per_strategy(
+        table, best_of, f"Rows: per strategy the learning rate whose mean {metric} is nearest {reference}'s at lr "
+        f"{reference_lr} ({target:+.3f}): strategies compared at matched learning; every learning rate run is in "
+        "comparison.md.")
     return picked, chosen, target
 
 
