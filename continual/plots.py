@@ -84,7 +84,18 @@ def _grid(n: int, sharex=False, sharey=False, extra_height: float = 0.5) -> tupl
 
 
 def _wrap(text: str, width: int = 40) -> str:
-    return "\n".join(textwrap.wrap(text, width)) or text
+    """Lines of at most ``width`` characters that break between words and parenthesised groups, never inside a
+    group that fits on a line: "(1 = nothing lost)" reads as one qualifier, not "(1 =" over "nothing lost)"."""
+    lines: list[str] = []
+    for chunk in re.findall(r"\([^()]*\)|\S+", text):
+        chunk = " ".join(chunk.split())
+        if len(chunk) > width:  # a group longer than a line: wrap it as words, from where the last line ends
+            lines[-1:] = textwrap.wrap(" ".join(lines[-1:] + [chunk]), width)
+        elif lines and len(lines[-1]) + 1 + len(chunk) <= width:
+            lines[-1] += " " + chunk
+        else:
+            lines.append(chunk)
+    return "\n".join(lines) or text
 
 
 def split_name(split: str) -> str:

@@ -187,6 +187,8 @@ def test_learning_vs_forgetting_of_many_groups_shares_x_and_puts_one_point_per_l
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 2 and panels[0].get_shared_x_axes().joined(panels[0], panels[1])
     assert "retention" in panels[0].get_ylabel() and "−BWT" in panels[1].get_ylabel()
+    # a qualifier stays on one line: the label breaks before "(1 = nothing lost)", not inside it
+    assert all(line.count("(") == line.count(")") for ax in panels for line in ax.get_ylabel().split("\n"))
     trained = table[table["strategy"] != "base"]
     for ax, key in zip(panels, ("retention", "-bwt")):
         lines = {to_hex(line.get_color()): line for line in ax.get_lines() if line.get_marker() == "o"}
@@ -199,6 +201,18 @@ def test_learning_vs_forgetting_of_many_groups_shares_x_and_puts_one_point_per_l
         assert sorted(len(line.get_xdata()) for line in lines.values()) == ([1, 1, 2] if key == "retention" else [1, 2])
     assert {"naive", "lora", "joint", "base (no training)", "no forgetting (0)"} <= set(legend_texts(fig))
     assert "Student-t 95%" in legend_title(fig) and not any(ax.get_legend() for ax in fig.axes)
+
+
+def test_axis_labels_break_between_words_and_parenthesised_groups():
+    from continual.plots import _wrap
+    assert _wrap("retention of original capability (1 = nothing lost) (↑ better)").split("\n") == [
+        "retention of original capability", "(1 = nothing lost) (↑ better)"]
+    assert _wrap("short label (↑ better)") == "short label (↑ better)"
+    # a group longer than a line is wrapped as words, continuing the line before it; nothing is dropped
+    text = "a (group of many words that cannot fit on one line of forty) end"
+    lines = _wrap(text).split("\n")
+    assert " ".join(lines) == text and all(len(line) <= 40 for line in lines) and lines[0].startswith("a (group")
+    assert _wrap("unbalanced (paren and then a few words more") == "unbalanced (paren and then a few words\nmore"
 
 
 def test_learning_vs_forgetting_of_one_run_is_its_stage_by_stage_trajectory(runs):
