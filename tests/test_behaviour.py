@@ -1,12 +1,15 @@
 """Behaviour is pinned: every built-in strategy's facts matrices, probe rows and losses on ``tiny`` (seed 0) equal
-the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, exactly (CPU; the fixture was recorded with the
-code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
+the numbers recorded in tests/fixtures/behaviour_tiny_facts.json to 1e-5 (relative; absolute below 1), on the CPU
+(the fixture was recorded with the code before the seams refactor: probes as classes, strategies owning their
+trainers, one run-directory model). Not bit for bit: another CPU takes other SIMD kernels, and on an AMD EPYC machine
+the same code moved KL and gradient norms by up to 3e-6 (relative) while every accuracy stayed equal; a
+changed answer moves a cell by 1/n, far above the tolerance.
 
 A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``, with
 the default torch threads: a single-thread recording differs in the last float bits) and
-says why in its commit. One known exception: EWC adds its penalty's gradient in closed form after backward (issue 15)
-where autograd added it before, which rounds differently in the last float bits; cases with an EWC part are compared
-to 1e-5 (relative, absolute below 1; a single step agrees to 1e-6: tests/test_strategy_ewc.py). Re-recorded
+says why in its commit. EWC adds its penalty's gradient in closed form after backward (issue 15) where autograd
+added it before, which also rounds differently in the last float bits (a single step agrees to 1e-6:
+tests/test_strategy_ewc.py). Re-recorded
 2026-12-01 for the cases that moved on purpose (issue 18): replay's buffer holds only the examples a stage trained
 (and its share carries its remainder), distill averages its KL over prompt positions at T = 2, and the
 general-text EWC anchor's λ is 2 on the log-likelihood Fisher; every other case kept its numbers. Re-recorded again
@@ -52,7 +55,7 @@ def same(a, b, rel: float = 0.0) -> bool:
 @pytest.mark.parametrize("key", list(CASES))
 def test_numbers_equal_the_recorded_ones(key, tmp_path):
     got, want = record(CASES[key], tmp_path / "run"), CASES[key]
-    rel = 1e-5 if "ewc" in want["strategy"].split("+") else 0.0  # (float rounding compounds over the steps)
+    rel = 1e-5  # float rounding differs between CPUs and compounds over the steps; an answer that changes is 1/n
     for part in ("matrix", "splits", "probe", "losses", "summary"):
         assert same(json.loads(json.dumps(got[part])), want[part], rel), f"{key}: {part} moved"
 
