@@ -1,9 +1,15 @@
 """Behaviour is pinned: every built-in strategy's facts matrices, probe rows and losses on ``tiny`` (seed 0) equal
-the numbers recorded in tests/fixtures/behaviour_tiny_facts.json to 1e-5 (relative; absolute below 1), on the CPU
-(the fixture was recorded with the code before the seams refactor: probes as classes, strategies owning their
-trainers, one run-directory model). Not bit for bit: another CPU takes other SIMD kernels, and on an AMD EPYC machine
-the same code moved KL and gradient norms by up to 3e-6 (relative) while every accuracy stayed equal; a
-changed answer moves a cell by 1/n, far above the tolerance.
+the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, on the CPU (the fixture was recorded with the
+code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
+
+Accuracies (matrices, splits, summary) must be equal: they are counts over n examples, and a changed answer moves a
+cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3 relative (plus 1e-6 absolute, for
+values at zero), not bit for bit: another CPU takes other SIMD kernels, and the rounding compounds over the nine
+steps. Measured against the fixture on an AMD EPYC machine (2026-12-02: record every case and
+take the largest relative difference per number): at most 8e-6 in every case without distillation, and up to
+3.8e-4 in the distill cases (lora+distill's gradient norm of 0.33 at a stage's last step, where the answer loss's
+and the KL's gradients partly cancel; KLs near 0.005 to 1.3e-4). A 1 % change of a strategy's option moves them
+by 1e-2 (EWC's λ, distill's temperature): test_a_one_percent_change_is_caught checks the tolerance still sees it.
 
 A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``, with
 the default torch threads: a single-thread recording differs in the last float bits) and
@@ -42,22 +48,37 @@ def record(case: dict, out: Path) -> dict:
             "summary": {k: result.summary[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
 
 
-def same(a, b, rel: float = 0.0) -> bool:
+EXACT, CLOSE = ("matrix", "splits", "summary"), ("probe", "losses")
+REL, ABS = 2e-3, 1e-6  # see the docstring: 5x the largest cross-CPU drift measured, 1/5 of a 1 % option change
+
+
+def same(a, b, rel: float = 0.0, abs_: float = 0.0) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k], rel) for k in a)
+        return a.keys() == b.keys() and all(same(a[k], b[k], rel, abs_) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y, rel) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, rel, abs_) for x, y in zip(a, b))
     return a == b
+
+
+def moved(got: dict, want: dict) -> list[str]:
+    """The parts of a recording that differ from the fixture's beyond their tolerance."""
+    got = json.loads(json.dumps(got))  # as the fixture holds them (NaN, tuples as lists)
+    return [part for part in EXACT + CLOSE
+            if not same(got[part], want[part], *((REL, ABS) if part in CLOSE else (1e-12, 0.0)))]
 
 
 @pytest.mark.parametrize("key", list(CASES))
 def test_numbers_equal_the_recorded_ones(key, tmp_path):
-    got, want = record(CASES[key], tmp_path / "run"), CASES[key]
-    rel = 1e-5  # float rounding differs between CPUs and compounds over the steps; an answer that changes is 1/n
-    for part in ("matrix", "splits", "probe", "losses", "summary"):
-        assert same(json.loads(json.dumps(got[part])), want[part], rel), f"{key}: {part} moved"
+    assert moved(record(CASES[key], tmp_path / "run"), CASES[key]) == [], f"{key}: these parts moved"
+
+
+@pytest.mark.parametrize("key, option, value", [("ewc", "ewc.lam", 252.5), ("distill", "distill.temperature", 2.02)])
+def test_a_one_percent_change_is_caught(key, option, value, tmp_path):
+    """The tolerance is not so loose that a small deliberate change passes as rounding."""
+    case = {**CASES[key], "options": {**CASES[key]["options"], option: value}}
+    assert "losses" in moved(record(case, tmp_path / "run"), CASES[key])
 
 
 if __name__ == "__main__":  # re-record: python -m tests.test_behaviour [case ...] (default: every case)
