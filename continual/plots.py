@@ -484,10 +484,15 @@ def learning_vs_forgetting(table: pd.DataFrame, primary: dict[str, dict], runs: 
             if part.empty:
                 continue
             color = palette[name]
+            # a swept series labels its points with their learning rates; a one-point series carries its learning
+            # rate in the legend, so that many strategies at one x do not pile their labels on each other
+            label = name
+            if "lr" in rows and len(part) == 1 and rows["lr"].nunique() > 1:
+                label = f"{name} (lr {part['lr'].iloc[0]})"
             ax.errorbar(part["learned"], part[key], xerr=part["learned_ci95"].fillna(0),
                         yerr=part[f"{key}_ci95"].fillna(0), fmt="o-" if len(part) > 1 else "o", color=color,
-                        label=name, capsize=2.5, markersize=5, linewidth=1)
-            if "lr" in rows and (len(part) > 1 or rows["lr"].nunique() > 1):
+                        label=label, capsize=2.5, markersize=5, linewidth=1)
+            if "lr" in rows and len(part) > 1:
                 for _, r in part.iterrows():
                     ax.annotate(f"{r['lr']}", (r["learned"], r[key]), textcoords="offset points", xytext=(4, 3),
                                 fontsize=6.5, color=color)

@@ -199,7 +199,11 @@ def test_learning_vs_forgetting_of_many_groups_shares_x_and_puts_one_point_per_l
                                 if np.isfinite(y))  # joint's one pooled stage has no BWT: no point
         # one line per strategy, a point per learning rate (lora: two)
         assert sorted(len(line.get_xdata()) for line in lines.values()) == ([1, 1, 2] if key == "retention" else [1, 2])
-    assert {"naive", "lora", "joint", "base (no training)", "no forgetting (0)"} <= set(legend_texts(fig))
+        # the swept series' points say their learning rates; the one-point series say theirs in the legend
+        lora = trained.loc[trained["strategy"] == "lora", "lr"]
+        assert sorted(t.get_text() for t in ax.texts) == sorted(lora.astype(str)) and len(lora) == 2
+    one_point = {f"{r['strategy']} (lr {r['lr']})" for _, r in trained.iterrows() if r["strategy"] != "lora"}
+    assert one_point | {"lora", "base (no training)", "no forgetting (0)"} <= set(legend_texts(fig))
     assert "Student-t 95%" in legend_title(fig) and not any(ax.get_legend() for ax in fig.axes)
 
 
