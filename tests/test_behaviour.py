@@ -2,8 +2,8 @@
 the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, on the CPU (the fixture was recorded with the
 code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
 
-Accuracies (matrices, splits, summary) must be equal (to 1e-12, for summation order): they are counts over n examples, and a changed answer moves a
-cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3 relative (plus 1e-6 absolute, for
+Accuracies (matrices, splits, summary) must be equal (to 1e-12, for summation order): they are counts over n
+examples, and a changed answer moves a cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3 relative (plus 1e-6 absolute, for
 values at zero), not bit for bit: another CPU takes other SIMD kernels, and the rounding compounds over the nine
 steps. Measured against the fixture on an AMD EPYC machine (2026-12-02: record every case and
 take the largest relative difference per number): at most 8e-6 in every case without distillation, and up to
