@@ -3,13 +3,14 @@ the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, on the CPU (th
 code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
 
 Accuracies (matrices, splits, summary) must be equal (to 1e-12, for summation order): they are counts over n
-examples, and a changed answer moves a cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3 relative (plus 1e-6 absolute, for
-values at zero), not bit for bit: another CPU takes other SIMD kernels, and the rounding compounds over the nine
-steps. Measured against the fixture on an AMD EPYC machine (2026-12-02: record every case and
-take the largest relative difference per number): at most 8e-6 in every case without distillation, and up to
-3.8e-4 in the distill cases (lora+distill's gradient norm of 0.33 at a stage's last step, where the answer loss's
-and the KL's gradients partly cancel; KLs near 0.005 to 1.3e-4). A 1 % change of a strategy's option moves them
-by 1e-2 (EWC's λ, distill's temperature): test_a_one_percent_change_is_caught checks the tolerance still sees it.
+examples, and a changed answer moves a cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3
+relative (plus 1e-6 absolute, for values at zero), not bit for bit: another CPU takes other SIMD kernels, and the
+rounding compounds over the nine steps. Measured against the fixture on an AMD EPYC machine (2026-12-02: record
+every case and take the largest relative difference per number): at most 8e-6 in every case without distillation,
+and up to 3.8e-4 in the distill cases (lora+distill's gradient norm of 0.33 at a stage's last step, where the answer
+loss's and the KL's gradients partly cancel; KLs near 0.005 to 1.3e-4). A 1 % change of a strategy's option moves
+them by 1e-2 (EWC's λ, distill's temperature): test_a_one_percent_change_is_caught checks the tolerance still sees
+it.
 
 A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``, with
 the default torch threads: a single-thread recording differs in the last float bits) and
