@@ -463,6 +463,14 @@ def learning_vs_forgetting(table: pd.DataFrame, primary: dict[str, dict], runs: 
         fig.text(0.5, 0.5, "neither the primary probe columns nor BWT\nhave a value for these runs", ha="center",
                  va="center", color="gray")
         return fig
+    # a swept series (several rows) labels its points with their learning rates; a one-row series carries its
+    # learning rate in the legend, so that many strategies at one x do not pile their labels on each other. Decided
+    # per series, not per panel, so that a series has one legend entry even where a panel lacks one of its points.
+    points = rows["series"].value_counts()
+    swept = set(points.index[points > 1]) if "lr" in rows else set()
+    lr_of = rows.groupby("series")["lr"].first() if "lr" in rows else {}
+    legend = {name: f"{name} (lr {lr_of[name]})" if "lr" in rows and name not in swept and rows["lr"].nunique() > 1
+              else name for name in series}
     fig, axes = _grid(len(panels), sharex=True, extra_height=0.8)
     for ax, (key, ylabel) in zip(axes, panels):
         if trajectory:
@@ -484,15 +492,10 @@ def learning_vs_forgetting(table: pd.DataFrame, primary: dict[str, dict], runs: 
             if part.empty:
                 continue
             color = palette[name]
-            # a swept series labels its points with their learning rates; a one-point series carries its learning
-            # rate in the legend, so that many strategies at one x do not pile their labels on each other
-            label = name
-            if "lr" in rows and len(part) == 1 and rows["lr"].nunique() > 1:
-                label = f"{name} (lr {part['lr'].iloc[0]})"
             ax.errorbar(part["learned"], part[key], xerr=part["learned_ci95"].fillna(0),
                         yerr=part[f"{key}_ci95"].fillna(0), fmt="o-" if len(part) > 1 else "o", color=color,
-                        label=label, capsize=2.5, markersize=5, linewidth=1)
-            if "lr" in rows and len(part) > 1:
+                        label=legend[name], capsize=2.5, markersize=5, linewidth=1)
+            if name in swept:
                 for _, r in part.iterrows():
                     ax.annotate(f"{r['lr']}", (r["learned"], r[key]), textcoords="offset points", xytext=(4, 3),
                                 fontsize=6.5, color=color)
