@@ -207,6 +207,19 @@ def test_learning_vs_forgetting_of_many_groups_shares_x_and_puts_one_point_per_l
     assert "Student-t 95%" in legend_title(fig) and not any(ax.get_legend() for ax in fig.axes)
 
 
+def test_a_swept_series_keeps_one_legend_entry_where_a_panel_lacks_one_of_its_points(loaded):
+    found, labels = loaded
+    table = compare_table(found)
+    primary = {k: c for k, c in probe_metrics(found).items() if c.get("primary")}
+    table.loc[table.index[table["strategy"] == "lora"][0], "bwt"] = np.nan  # one lora point has no BWT
+    fig = learning_vs_forgetting(table, primary, found, labels)
+    entries = [t for t in legend_texts(fig) if t.startswith("lora")]
+    assert entries == ["lora"]
+    bwt = [ax for ax in fig.axes if ax.get_visible()][1]
+    kept = table[(table["strategy"] == "lora") & table["bwt"].notna()]["lr"].astype(str)
+    assert [t.get_text() for t in bwt.texts] == list(kept)  # its remaining point still says its learning rate
+
+
 def test_axis_labels_break_between_words_and_parenthesised_groups():
     from continual.plots import _wrap
     assert _wrap("retention of original capability (1 = nothing lost) (↑ better)").split("\n") == [
