@@ -3,14 +3,18 @@ the numbers recorded in tests/fixtures/behaviour_tiny_facts.json, on the CPU (th
 code before the seams refactor: probes as classes, strategies owning their trainers, one run-directory model).
 
 Accuracies (matrices, splits, summary) must be equal (to 1e-12, for summation order): they are counts over n
-examples, and a changed answer moves a cell by 1/n. Losses, gradient norms and probe numbers are compared to 2e-3
-relative (plus 1e-6 absolute, for values at zero), not bit for bit: another CPU takes other SIMD kernels, and the
-rounding compounds over the nine steps. Measured against the fixture on an AMD EPYC machine (2026-12-02: record
-every case and take the largest relative difference per number): at most 8e-6 in every case without distillation,
-and up to 3.8e-4 in the distill cases (lora+distill's gradient norm of 0.33 at a stage's last step, where the answer
-loss's and the KL's gradients partly cancel; KLs near 0.005 to 1.3e-4). A 1 % change of a strategy's option moves
-them by 1e-2 (EWC's λ, distill's temperature): test_a_one_percent_change_is_caught checks the tolerance still sees
-it.
+examples, and a changed answer moves a cell by 1/n. Losses, gradient norms and probe numbers are compared to 3e-3
+relative plus 1e-5 absolute, not bit for bit: another CPU takes other SIMD kernels, and the rounding compounds over
+the nine steps. The absolute part is for numbers near zero that are differences of larger ones: DPO's rewards are
+beta times differences of log-probabilities near -12.5, whose float32 rounding alone is 1e-6. The probe's cloze
+accuracies count its items on a random model, whose answers sit near ties: they may differ by one item.
+Measured against the fixture (record every case, take the largest relative difference per number), 2026-12-02: on
+an AMD EPYC machine at most 8e-6 in every case without distillation and 3.8e-4 in the distill cases; on an Intel
+Xeon machine at most 1.6e-4 without distillation (replay's gradient norm), 6.3e-4 with it (lora+distill's gradient
+norm of 0.33 at a stage's last step, where the answer loss's and the KL's gradients partly cancel), 1.2e-6 absolute
+on lora+dpo's rewards, and one cloze item of lora+distill's last probe row (0.2551 against 0.2510). A 1 % change of
+a strategy's option moves them by 1e-2 and more (EWC's lambda, distill's temperature, DPO's beta):
+test_a_one_percent_change_is_caught checks the tolerance still sees it.
 
 A change that moves any of these numbers on purpose re-records the fixture (``python -m tests.test_behaviour``, with
 the default torch threads: a single-thread recording differs in the last float bits) and
@@ -30,6 +34,7 @@ from pathlib import Path
 import pytest
 
 import continual
+from continual.probes.cloze import load_cloze_items
 
 FIXTURE = Path(__file__).with_name("fixtures") / "behaviour_tiny_facts.json"
 RUN = dict(stream="facts", model="tiny", steps=3, batch_size=4, seed=0, lr=5e-3, progress=False, plots=False,
@@ -50,7 +55,9 @@ def record(case: dict, out: Path) -> dict:
 
 
 EXACT, CLOSE = ("matrix", "splits", "summary"), ("probe", "losses")
-REL, ABS = 2e-3, 1e-6  # see the docstring: 5x the largest cross-CPU drift measured, 1/5 of a 1 % option change
+REL, ABS = 3e-3, 1e-5  # see the docstring: ~5x the largest cross-CPU drift measured, 1/4 of a 1 % option change
+ITEM = 1 / len(load_cloze_items())  # the probe's accuracies count items: one near-tie item may flip
+COUNTS = {"cloze": ITEM, "cloze_norm": ITEM}
 
 
 def same(a, b, rel: float = 0.0, abs_: float = 0.0) -> bool:
@@ -63,11 +70,17 @@ def same(a, b, rel: float = 0.0, abs_: float = 0.0) -> bool:
     return a == b
 
 
+def close(got: dict, want: dict) -> bool:
+    """Column by column to REL and ABS, the probe's item counts to one item (see the docstring)."""
+    return got.keys() == want.keys() and all(same(got[c], want[c], REL, max(ABS, COUNTS.get(c, 0.0) + 1e-12))
+                                             for c in want)
+
+
 def moved(got: dict, want: dict) -> list[str]:
     """The parts of a recording that differ from the fixture's beyond their tolerance."""
     got = json.loads(json.dumps(got))  # as the fixture holds them (NaN, tuples as lists)
     return [part for part in EXACT + CLOSE
-            if not same(got[part], want[part], *((REL, ABS) if part in CLOSE else (1e-12, 0.0)))]
+            if not (close(got[part], want[part]) if part in CLOSE else same(got[part], want[part], 1e-12))]
 
 
 @pytest.mark.parametrize("key", list(CASES))
@@ -75,7 +88,8 @@ def test_numbers_equal_the_recorded_ones(key, tmp_path):
     assert moved(record(CASES[key], tmp_path / "run"), CASES[key]) == [], f"{key}: these parts moved"
 
 
-@pytest.mark.parametrize("key, option, value", [("ewc", "ewc.lam", 252.5), ("distill", "distill.temperature", 2.02)])
+@pytest.mark.parametrize("key, option, value", [("ewc", "ewc.lam", 252.5), ("distill", "distill.temperature", 2.02),
+                                               ("lora+dpo", "dpo.beta", 0.101)])
 def test_a_one_percent_change_is_caught(key, option, value, tmp_path):
     """The tolerance is not so loose that a small deliberate change passes as rounding."""
     case = {**CASES[key], "options": {**CASES[key]["options"], option: value}}
