@@ -41,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text, out in (
             ("plot", "forgetting plots (PNG + SVG) of run directories", "folder for the plots (default: RUN/plots "
              "for one run, else DIR/plots of the first DIR)"),
-            ("compare", "strategy x metric table (Markdown, CSV, LaTeX) over run directories, mean ± 95%% "
+            ("compare", "strategy x metric table (Markdown, CSV, LaTeX) over run directories, mean ± 95% "
              "t-interval over seeds", "folder for comparison.md/.csv/.tex (default: the first DIR)"),
             ("report", "one self-contained HTML report (tables, plots, run configs) of run directories",
              "HTML file to write (default: DIR/report.html of the first DIR)")):
-        cmd = sub.add_parser(name, help=text, description=text)
+        cmd = sub.add_parser(name, help=text.replace("%", "%%"), description=text)  # help is %-formatted, description not
         cmd.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them "
                          "(searched recursively)")
         cmd.add_argument("--out", default=None, help=out)

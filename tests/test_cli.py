@@ -93,6 +93,16 @@ def test_help_shows_each_default_once_in_the_users_syntax(capsys):
     assert "--steps STEPS" in " ".join(_help(capsys, "bench").split())
 
 
+def test_a_percent_sign_reads_as_one_in_the_command_list_and_in_the_command_help(capsys):
+    # argparse %-formats a subcommand's help but not its description: one string serves both
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = " ".join(capsys.readouterr().out.split())
+    page = " ".join(_help(capsys, "compare").split())
+    for text in (listing, page):
+        assert "mean ± 95% t-interval" in text and "%%" not in text, text
+
+
 def _help(capsys, command):
     with pytest.raises(SystemExit):
         main([command, "--help"])
