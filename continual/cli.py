@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
              "t-interval over seeds", "folder for comparison.md/.csv/.tex (default: the first DIR)"),
             ("report", "one self-contained HTML report (tables, plots, run configs) of run directories",
              "HTML file to write (default: DIR/report.html of the first DIR)")):
-        cmd = sub.add_parser(name, help=text.replace("%", "%%"), description=text)  # help is %-formatted, description not
+        # argparse %-formats a subcommand's help (the command list) but not its description (its own page)
+        cmd = sub.add_parser(name, help=text.replace("%", "%%"), description=text)
         cmd.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them "
                          "(searched recursively)")
         cmd.add_argument("--out", default=None, help=out)

@@ -95,17 +95,15 @@ def test_help_shows_each_default_once_in_the_users_syntax(capsys):
 
 def test_a_percent_sign_reads_as_one_in_the_command_list_and_in_the_command_help(capsys):
     # argparse %-formats a subcommand's help but not its description: one string serves both
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    listing = " ".join(capsys.readouterr().out.split())
+    listing = " ".join(_help(capsys).split())
     page = " ".join(_help(capsys, "compare").split())
     for text in (listing, page):
         assert "mean ± 95% t-interval" in text and "%%" not in text, text
 
 
-def _help(capsys, command):
+def _help(capsys, *command):
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command, "--help"])
     return capsys.readouterr().out
 
 
