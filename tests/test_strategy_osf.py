@@ -65,7 +65,9 @@ def first_step_size(strategy_name: str) -> float:
     model = strategy.setup(loaded.model)
     ids = torch.tensor([loaded.tokenizer("Text: The match ended in a draw after extra time.\nKind of text: sports")
                         ["input_ids"]])
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=strategy.default_lr)
+    # the runs' optimizer: AdamW without weight decay (continual.training)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=strategy.default_lr,
+                                  weight_decay=0.0)
     model(input_ids=ids, labels=ids).loss.backward()
     optimizer.step()
     strategy.after_optimizer_step(model)
