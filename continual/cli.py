@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them "
                          "(searched recursively)")
         cmd.add_argument("--out", default=None, help=out)
+        if name == "compare":
+            cmd.add_argument("--match-to", metavar="STRATEGY@LR", default=None, help="also write matched.md/.csv/"
+                             ".tex: per strategy the learning rate whose `learned` (how much each stage learned "
+                             "its own task) is nearest STRATEGY's at LR, e.g. naive@1e-04")
     bench = sub.add_parser("bench", help="evaluation and training throughput against plain baselines, peak memory "
                            "per strategy, end-to-end time (see docs/benchmarks.md)",
                            description="Throughput of evaluation and training against plain baselines.")
@@ -197,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("plot", "compare", "report"):
             from continual import compare, plots, report
-            {"plot": plots.cmd_plot, "compare": compare.cmd_compare, "report": report.cmd_report}[args.command](
-                args.dirs, args.out)
+            command = {"plot": plots.cmd_plot, "compare": compare.cmd_compare, "report": report.cmd_report}
+            extra = {"match_to": args.match_to} if args.command == "compare" else {}
+            command[args.command](args.dirs, args.out, **extra)
             return 0
         if args.command == "bench":
             from continual.bench import BenchConfig, main_bench

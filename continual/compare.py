@@ -459,10 +459,31 @@ def write_tables(table: pd.DataFrame, out: str | os.PathLike, stem: str = "compa
     return paths
 
 
-def cmd_compare(paths: list[str], out: str | None) -> list[Path]:
-    """`continual compare DIR...`: print the table and write it next to the runs (or into --out)."""
+def parse_match_to(text: str) -> tuple[str, str]:
+    """``STRATEGY@LR`` (e.g. ``naive@3e-05``) -> (strategy, the lr as the table's lr column spells it)."""
+    strategy, sep, lr = text.partition("@")
+    try:
+        if not (sep and strategy.strip()):
+            raise ValueError
+        return strategy.strip(), format_lr(lr)
+    except ValueError:
+        raise ContinualError(f"--match-to {text!r}: give STRATEGY@LR, e.g. naive@1e-04") from None
+
+
+def cmd_compare(paths: list[str], out: str | None, match_to: str | None = None) -> list[Path]:
+    """`continual compare DIR...`: print the table and write it next to the runs (or into --out); with
+    ``--match-to STRATEGY@LR`` also matched.md/.csv/.tex, each strategy at the learning rate whose ``learned`` is
+    nearest that row's (a sweep re-anchored on any reference learning rate, not only the default)."""
     table = compare_table(paths)
+    matched = None
+    if match_to:  # resolved before anything is written: a bad reference leaves the folder as it was
+        matched, chosen, target = matched_on(table, *parse_match_to(match_to))
     written = write_tables(table, out or paths[0])
     print(to_markdown(table))
+    if matched is not None:
+        written += write_tables(matched, out or paths[0], stem="matched")
+        print(f"\nlearning rates matching {match_to}'s learned ({target:+.3f}; matched.md): "
+              + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+        print(to_markdown(matched))
     print("written: " + ", ".join(map(str, written)))
     return written

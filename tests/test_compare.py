@@ -165,6 +165,26 @@ def test_compare_command_prints_and_writes(results, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("continual: error:")
 
 
+def test_compare_match_to_writes_the_matched_table_at_any_reference_lr(results, tmp_path, capsys):
+    dirs = [str(results / "naive"), str(results / "naive-fast"), str(results / "lora")]
+    table = compare_table(dirs)
+    fast = table[(table["strategy"] == "naive") & (table["lr"] == "3e-04")]
+    assert main(["compare", *dirs, "--out", str(tmp_path), "--match-to", "naive@3e-4"]) == 0
+    out = capsys.readouterr().out
+    assert f"naive@3e-4's learned ({float(fast['learned'].iloc[0]):+.3f}" in out
+    matched = pd.read_csv(tmp_path / "matched.csv", dtype={"lr": str})
+    # the reference row is the one asked for, not naive's other learning rate; lora keeps its one row
+    assert list(matched.loc[matched["strategy"] != "base", "lr"]) == ["3e-04", "5e-04"]
+    assert "nearest naive's at lr 3e-04" in (tmp_path / "matched.md").read_text()
+    # a reference that is not in the table, or is not STRATEGY@LR: one error line, and nothing written
+    for bad, says in (("naive@3e-05", "no 'naive' row at lr 3e-05"), ("naive", "give STRATEGY@LR"),
+                      ("naive@fast", "give STRATEGY@LR")):
+        empty = tmp_path / bad.replace("@", "-")
+        assert main(["compare", *dirs, "--out", str(empty), "--match-to", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and not empty.exists()
+
+
 def test_rows_pool_task_orders_of_one_task_set_only(tmp_path):
     """--tasks picks tasks as well as ordering them: a permutation of the full stream pools with it, a 2-task subset
     is a row of its own (with its own base row), never mixed into the full stream's mean."""
