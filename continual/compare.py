@@ -460,14 +460,16 @@ def write_tables(table: pd.DataFrame, out: str | os.PathLike, stem: str = "compa
 
 
 def parse_match_to(text: str) -> tuple[str, str]:
-    """``STRATEGY@LR`` (e.g. ``naive@3e-05``) -> (strategy, the lr as the table's lr column spells it)."""
+    """``STRATEGY@LR`` (a strategy's name, ``@``, a learning rate such as ``3e-05``) -> (strategy, the lr as the
+    table's lr column spells it)."""
     strategy, sep, lr = text.partition("@")
     try:
         if not (sep and strategy.strip()):
             raise ValueError
         return strategy.strip(), format_lr(lr)
     except ValueError:
-        raise ContinualError(f"--match-to {text!r}: give STRATEGY@LR, e.g. naive@1e-04") from None
+        raise ContinualError(f"--match-to {text!r}: give STRATEGY@LR, a strategy's name and a learning rate "
+                             "such as 1e-04") from None
 
 
 def cmd_compare(paths: list[str], out: str | None, match_to: str | None = None) -> list[Path]:
