@@ -362,11 +362,12 @@ def _run_one(config: RunConfig, callbacks) -> Run:
             ctx = StageContext(index=i, task=stage.task, stream=stream, tokenizer=tokenizer,
                                device=distributed.local_device(device), seed=config.seed,
                                batch_size=config.batch_size, general_source=config.general_text,
-                               max_length=config.max_length, save=run_dir.save_strategy_file)
+                               max_length=config.max_length, save=run_dir.save_strategy_file,
+                               last=i == len(stages) - 1)
             t0 = time.time()
             losses += train_stage(model, strategy, ctx, config, stage.steps, callbacks=callbacks)
             t1 = time.time()
-            last = i == len(stages) - 1
+            last = ctx.last
             scored = evaluate_stream(model, tokenizer, stream, strategy, stage.name, stage.seen, config.eval_cap,
                                      config.eval_batch_size, config.progress, predictions=last)
             if last:  # the final model's answers come from the same pass

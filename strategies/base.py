@@ -61,6 +61,7 @@ class StageContext:
     general_source: str  # where general English text comes from (continual.probes.general_text)
     max_length: int = 64  # the run's training length: strategies that tokenize (Fisher, general text) use it
     save: Any = None  # save(name, DataFrame): a file of the strategy's own under RUN/strategy/ (None: not kept)
+    last: bool = False  # no stage follows: state built only for later stages (a Fisher, a memory) can be skipped
 
 
 @dataclass

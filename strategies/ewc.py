@@ -7,6 +7,7 @@ by default (``fisher_batch_size`` > 1 squares the gradient of the mean over a mi
 cheaper, and a smaller estimate). Examples are truncated to the run's ``max_length`` (the tokens training saw);
 one with no answer token left is skipped and counted (``fisher_log``, RUN/strategy/ewc_fisher.csv), never averaged
 in as a zero. It is folded into a running Fisher, F <- gamma * F + F_task, and the weights are kept as the anchor.
+After the run's last stage nothing is estimated: no later stage would be penalised with it.
 Every later step adds
 
     (lambda / 2) * sum_i F_i (theta_i - anchor_i)^2
@@ -170,6 +171,8 @@ class EWC(Strategy):
             self.general_anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
 
     def after_stage(self, model, ctx):
+        if ctx.last:  # no later stage is penalised: its Fisher (a third of a 3-stage run's EWC time) goes unused
+            return
         task_fisher, counts = fisher_estimate(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
                                               max_length=ctx.max_length, samples=self.config.fisher_samples)
         self._record(ctx.task.name, counts, ctx)

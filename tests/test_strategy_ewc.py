@@ -208,3 +208,17 @@ def test_a_fisher_with_no_answer_token_anywhere_refuses(tiny):
     from continual.errors import ContinualError
     with pytest.raises(ContinualError, match="keep no answer token within max_length 8"):
         fisher_estimate(tiny.model, LONG.select([0]), tiny.tokenizer, max_length=8)
+
+
+def test_no_fisher_is_estimated_after_the_last_stage(tmp_path):
+    """The runner marks the last stage; EWC estimates a Fisher after every stage but that one (nothing later is
+    penalised with it), so RUN/strategy/ewc_fisher.csv has a row for each earlier stage only."""
+    import pandas as pd
+
+    import continual
+    result = continual.run(stream="facts", strategy="ewc", model="tiny", steps=2, batch_size=4, seed=0, lr=1e-3,
+                           progress=False, plots=False, probe="cloze", out=str(tmp_path / "ewc"),
+                           stream_options={"facts.camp_size": 3}, strategy_options={"ewc.fisher_samples": 4})
+    log = pd.read_csv(result.path / "strategy" / "ewc_fisher.csv")
+    assert log["stage"].tolist() == [0, 1]
+    assert log["data"].tolist() == ["hogwarts", "middle-earth"]
