@@ -472,6 +472,16 @@ def parse_match_to(text: str) -> tuple[str, str]:
                              "such as 1e-04") from None
 
 
+def write_matched(matched: pd.DataFrame, chosen: dict[str, str], target: float, reference: str,
+                  out: str | os.PathLike) -> list[Path]:
+    """matched.md/.csv/.tex (``matched_on``'s table) and the printed line naming each strategy's chosen learning
+    rate; ``reference`` names the row matched to, as the user gave it."""
+    written = write_tables(matched, out, stem="matched")
+    print(f"\nlearning rates matching {reference}'s learned ({target:+.3f}; matched.md): "
+          + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+    return written
+
+
 def cmd_compare(paths: list[str], out: str | None, match_to: str | None = None) -> list[Path]:
     """`continual compare DIR...`: print the table and write it next to the runs (or into --out); with
     ``--match-to STRATEGY@LR`` also matched.md/.csv/.tex, each strategy at the learning rate whose ``learned`` is
@@ -483,9 +493,7 @@ def cmd_compare(paths: list[str], out: str | None, match_to: str | None = None) 
     written = write_tables(table, out or paths[0])
     print(to_markdown(table))
     if matched is not None:
-        written += write_tables(matched, out or paths[0], stem="matched")
-        print(f"\nlearning rates matching {match_to}'s learned ({target:+.3f}; matched.md): "
-              + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+        written += write_matched(matched, chosen, target, match_to, out or paths[0])
         print(to_markdown(matched))
     print("written: " + ", ".join(map(str, written)))
     return written

@@ -184,11 +184,9 @@ def run_experiment(stream: str, args, size: Size) -> int:
         # each strategy also at the learning rate where it learns as much as the reference: less forgetting
         # bought by learning less is not a better method
         try:
-            picked, chosen, target = compare.matched_on(table, args.match_to,
-                                                        compare.format_lr(defaults[args.match_to]))
-            written += compare.write_tables(picked, out, stem="matched")
-            print(f"\nlearning rates matching {args.match_to}'s learned ({target:+.3f}; matched.md): "
-                  + ", ".join(f"{s} {lr}" for s, lr in chosen.items()))
+            at = compare.format_lr(defaults[args.match_to])
+            picked, chosen, target = compare.matched_on(table, args.match_to, at)
+            written += compare.write_matched(picked, chosen, target, f"{args.match_to}@{at}", out)
         except ContinualError as exc:  # e.g. the reference's runs failed: the other tables stand
             print(f"matched.md not written: {exc}", file=sys.stderr)
     print()

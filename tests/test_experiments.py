@@ -72,7 +72,7 @@ def test_plan_covers_strategies_rates_orders_and_seeds(tmp_path, monkeypatch, ca
     matched = pd.read_csv(out / "matched.csv", dtype={"lr": str})
     assert list(zip(matched["strategy"], matched["lr"].fillna(""))) == [("base", ""), ("naive", "1e-04"),
                                                                          ("lora", "5e-04")]
-    assert "learning rates matching naive's learned" in printed and (out / "matched.md").is_file()
+    assert "learning rates matching naive@1e-04's learned" in printed and (out / "matched.md").is_file()
 
 
 def test_benchmark_scripts_run_the_papers_named_orders_from_the_data_dir(tmp_path, monkeypatch):
