@@ -171,7 +171,7 @@ class EWC(Strategy):
             self.general_anchor = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
 
     def after_stage(self, model, ctx):
-        if ctx.last:  # no later stage is penalised: its Fisher (a third of a 3-stage run's EWC time) goes unused
+        if ctx.last:  # no later stage is penalised with this Fisher (one of a 3-stage run's three): not estimated
             return
         task_fisher, counts = fisher_estimate(model, ctx.task.train, ctx.tokenizer, self.config.fisher_batch_size,
                                               max_length=ctx.max_length, samples=self.config.fisher_samples)
