@@ -14,8 +14,9 @@ Every later step adds
 
 over the trainable parameters. Its gradient, lambda * F * (theta - anchor), is added in closed form after the
 step's backward pass (``after_backward``), before clipping: the same update as autograd's, without building a graph
-over every parameter (that graph made an EWC step 1.68x a naive one on a CPU; docs/benchmarks.md). With ``general`` the original model's Fisher on general English text (the
-strategies' split, disjoint from the probe's) anchors the original weights too, weighted by ``general_lambda``.
+over every parameter (that graph made an EWC step 1.68x a naive one on a CPU; docs/benchmarks.md). With
+``general`` the original model's Fisher on general English text (the strategies' split, disjoint from the probe's)
+anchors the original weights too, weighted by ``general_lambda``.
 
 Under data parallelism (accelerate launch) each process squares the gradients of its share of the (micro-)batches
 and the sums are all-reduced, so every process holds the same Fisher, equal to the single-process one up to the order
